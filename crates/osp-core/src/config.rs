@@ -1,0 +1,1 @@
+//! Layered configuration (defaults < TOML file < environment), parsed from injected sources.
