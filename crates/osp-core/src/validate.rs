@@ -1,0 +1,284 @@
+//! Input validation shared by every program: each rule of CONTRACTS.md, with an error that
+//! names the field, so bad input is refused before anything is written.
+
+use std::fmt;
+
+/// One field that breaks a rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    /// The field's path in the JSON payload, e.g. `admin_users[1].email`.
+    pub field: String,
+    /// What is wrong, lowercase, without the value when the value could be large.
+    pub message: String,
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+/// A payload that breaks one or more rules; lists every broken rule at once.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {payload}: {}", join(.errors))]
+pub struct InvalidInput {
+    /// The payload type, e.g. `ServiceData`.
+    pub payload: &'static str,
+    /// Every broken rule, in field order.
+    pub errors: Vec<FieldError>,
+}
+
+fn join(errors: &[FieldError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Collects field errors for one payload.
+#[derive(Debug)]
+pub(crate) struct Checker {
+    payload: &'static str,
+    errors: Vec<FieldError>,
+}
+
+impl Checker {
+    pub(crate) fn new(payload: &'static str) -> Self {
+        Self {
+            payload,
+            errors: Vec::new(),
+        }
+    }
+
+    pub(crate) fn fail(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.errors.push(FieldError {
+            field: field.into(),
+            message: message.into(),
+        });
+    }
+
+    /// Records `check`'s error, if any, under `field`.
+    pub(crate) fn check(&mut self, field: impl Into<String>, check: Result<(), String>) {
+        if let Err(message) = check {
+            self.fail(field, message);
+        }
+    }
+
+    pub(crate) fn finish(self) -> Result<(), InvalidInput> {
+        if self.errors.is_empty() {
+            Ok(())
+        } else {
+            Err(InvalidInput {
+                payload: self.payload,
+                errors: self.errors,
+            })
+        }
+    }
+}
+
+/// A length rule in characters (not bytes), as a user counts them.
+pub(crate) fn length_between(value: &str, min: usize, max: usize) -> Result<(), String> {
+    let count = value.chars().count();
+    if count < min || count > max {
+        Err(format!("must be {min} to {max} characters (got {count})"))
+    } else {
+        Ok(())
+    }
+}
+
+/// Text that must say something: not empty and not only white space.
+pub(crate) fn text(value: &str, max: usize) -> Result<(), String> {
+    if value.trim().is_empty() {
+        return Err("must not be empty".to_owned());
+    }
+    length_between(value, 1, max)
+}
+
+/// One DNS label: lowercase letters, digits and `-`, 1 to 63 characters, not starting or
+/// ending with `-`.
+pub fn dns_label(value: &str) -> Result<(), String> {
+    if value.is_empty() || value.len() > 63 {
+        return Err(format!(
+            "must be 1 to 63 characters (got {})",
+            value.chars().count()
+        ));
+    }
+    if let Some(bad) = value
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
+    {
+        return Err(format!(
+            "must contain only lowercase letters, digits and '-' (found {bad:?})"
+        ));
+    }
+    if value.starts_with('-') || value.ends_with('-') {
+        return Err("must not start or end with '-'".to_owned());
+    }
+    Ok(())
+}
+
+/// An email address as a mail server would accept it for delivery: one `@`, a local part,
+/// a domain of DNS labels with at least one dot, no white space or control characters.
+pub fn email(value: &str) -> Result<(), String> {
+    const PROBLEM: &str = "must be an email address like name@example.com";
+    if value.len() > 254 || value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(PROBLEM.to_owned());
+    }
+    let Some((local, domain)) = value.split_once('@') else {
+        return Err(PROBLEM.to_owned());
+    };
+    let local_ok = !local.is_empty()
+        && local.len() <= 64
+        && !local.starts_with('.')
+        && !local.ends_with('.')
+        && !local.contains("..")
+        && !local.contains(['<', '>', '(', ')', '[', ']', ',', ';', ':', '\\', '"']);
+    let domain_ok = domain.contains('.')
+        && domain.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        });
+    if local_ok && domain_ok {
+        Ok(())
+    } else {
+        Err(PROBLEM.to_owned())
+    }
+}
+
+/// A service's schema name: a lowercase SQL identifier (`[a-z_][a-z0-9_]*`, at most 63
+/// bytes). It reaches task queue names, file names and deployer arguments, so nothing else
+/// is allowed through.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ServiceSchema(String);
+
+impl ServiceSchema {
+    /// Checks `value` against the identifier rule.
+    pub fn parse(value: &str) -> Result<Self, String> {
+        let mut chars = value.chars();
+        let first_ok = chars
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c == '_');
+        if !first_ok || value.len() > 63 {
+            return Err(
+                "must be a lowercase identifier: a letter or '_' first, then letters, digits or '_', at most 63 characters"
+                    .to_owned(),
+            );
+        }
+        if let Some(bad) =
+            chars.find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_'))
+        {
+            return Err(format!(
+                "must contain only lowercase letters, digits and '_' (found {bad:?})"
+            ));
+        }
+        Ok(Self(value.to_owned()))
+    }
+
+    /// The name itself.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ServiceSchema {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(rule: fn(&str) -> Result<(), String>, value: &str, expected: Result<(), &str>) {
+        assert_eq!(rule(value), expected.map_err(str::to_owned), "{value:?}");
+    }
+
+    #[test]
+    fn dns_labels() {
+        check(dns_label, "acme", Ok(()));
+        check(dns_label, "a-1", Ok(()));
+        check(dns_label, &"a".repeat(63), Ok(()));
+        check(dns_label, "", Err("must be 1 to 63 characters (got 0)"));
+        check(
+            dns_label,
+            &"a".repeat(64),
+            Err("must be 1 to 63 characters (got 64)"),
+        );
+        check(
+            dns_label,
+            "Acme",
+            Err("must contain only lowercase letters, digits and '-' (found 'A')"),
+        );
+        check(
+            dns_label,
+            "a.b",
+            Err("must contain only lowercase letters, digits and '-' (found '.')"),
+        );
+        check(dns_label, "-acme", Err("must not start or end with '-'"));
+        check(dns_label, "acme-", Err("must not start or end with '-'"));
+    }
+
+    #[test]
+    fn emails() {
+        for good in [
+            "a@example.com",
+            "first.last+tag@sub.example.org",
+            "x@a-b.io",
+        ] {
+            assert_eq!(email(good), Ok(()), "{good}");
+        }
+        for bad in [
+            "",
+            "plain",
+            "@example.com",
+            "a@",
+            "a@localhost",
+            "a b@example.com",
+            "a@exa mple.com",
+            "a@@example.com",
+            ".a@example.com",
+            "a..b@example.com",
+            "a@-example.com",
+            "a@example..com",
+            "<a>@example.com",
+        ] {
+            assert!(email(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn service_schemas() {
+        for good in ["healthcare_service_123", "_x", "a"] {
+            assert!(ServiceSchema::parse(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "1abc",
+            "Abc",
+            "a-b",
+            "a;rm -rf /",
+            "a b",
+            "$(id)",
+            &"a".repeat(64),
+        ] {
+            assert!(ServiceSchema::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn every_problem_is_listed_with_its_field() {
+        let mut checker = Checker::new("Thing");
+        checker.check("name", text("", 10));
+        checker.check("subdomain", dns_label("-x"));
+        let error = checker.finish().unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "invalid Thing: name: must not be empty; subdomain: must not start or end with '-'"
+        );
+    }
+}
