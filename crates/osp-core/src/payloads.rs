@@ -147,6 +147,22 @@ pub enum BootstrapStep {
     Failed,
 }
 
+impl BootstrapStep {
+    /// The name clients see, as serialized.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Started => "started",
+            Self::CreatingOrganization => "creating_organization",
+            Self::ConfiguringDns => "configuring_dns",
+            Self::InvitingUsers => "inviting_users",
+            Self::SendingInvitations => "sending_invitations",
+            Self::Completed => "completed",
+            Self::Compensating => "compensating",
+            Self::Failed => "failed",
+        }
+    }
+}
+
 /// A workflow a service's worker serves, with the activities it calls.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -383,6 +399,9 @@ mod tests {
             serde_json::to_value(BootstrapStep::ConfiguringDns).unwrap(),
             json!("configuring_dns")
         );
+        for step in [BootstrapStep::Started, BootstrapStep::SendingInvitations, BootstrapStep::Failed] {
+            assert_eq!(serde_json::to_value(step).unwrap(), json!(step.as_str()));
+        }
         assert_eq!(
             serde_json::to_value(DeploymentStatus::Deployed).unwrap(),
             json!(DeploymentStatus::Deployed.as_str())
