@@ -169,12 +169,17 @@ create table osp_metadata.worker_registry (
     worker_version text,
     worker_identity text,
     task_queue text,
+    -- The workflow execution that recorded a deployment, so a retried step finds its row.
+    deployment_key text,
     updated_at timestamptz not null default now(),
     constraint worker_registry_status_check
         check (deployment_status in ('pending', 'deploying', 'deployed', 'failed', 'stopped'))
 );
 create index idx_worker_registry_service_schema on osp_metadata.worker_registry (service_schema);
 create index idx_worker_registry_status on osp_metadata.worker_registry (deployment_status);
+create unique index worker_registry_deployment_key
+    on osp_metadata.worker_registry (deployment_key)
+    where deployment_key is not null;
 create unique index worker_registry_identity
     on osp_metadata.worker_registry (worker_identity)
     where worker_identity is not null;

@@ -15,7 +15,7 @@ use osp_core::workflows::{
 use osp_testkit::{PgBouncer, Postgres};
 use serde_json::{Value, json};
 use tokio_postgres::error::SqlState;
-use tokio_postgres::types::Type;
+use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{AsyncMessage, Client, NoTls};
 use uuid::Uuid;
 
@@ -42,7 +42,13 @@ fn bootstrap_data(organization_id: Uuid) -> Value {
     })
 }
 
-async fn emit(client: &Client, stream: Uuid, stream_type: &str, event_type: &str, data: &Value) -> Uuid {
+async fn emit(
+    client: &Client,
+    stream: Uuid,
+    stream_type: &str,
+    event_type: &str,
+    data: &Value,
+) -> Uuid {
     client
         .query_one(
             "select api.emit_domain_event($1, $2, $3, $4)",
@@ -77,8 +83,9 @@ async fn count(client: &Client, table: &str) -> i64 {
 #[tokio::test]
 async fn a_bootstrap_request_becomes_a_pending_job_and_a_notification() {
     let (postgres, client) = migrated().await;
-    let (listener, mut connection) =
-        tokio_postgres::connect(&postgres.url("postgres"), NoTls).await.unwrap();
+    let (listener, mut connection) = tokio_postgres::connect(&postgres.url("postgres"), NoTls)
+        .await
+        .unwrap();
     let mut messages = stream::poll_fn(move |cx| connection.poll_message(cx));
     let (notifications_tx, mut notifications) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
@@ -118,14 +125,20 @@ async fn a_bootstrap_request_becomes_a_pending_job_and_a_notification() {
         .unwrap();
     let job_id: Uuid = job.get("id");
     assert_eq!(job.get::<_, &str>("status"), "pending");
-    assert_eq!(job.get::<_, &str>("workflow_type"), ORGANIZATION_BOOTSTRAP_WORKFLOW);
+    assert_eq!(
+        job.get::<_, &str>("workflow_type"),
+        ORGANIZATION_BOOTSTRAP_WORKFLOW
+    );
     assert_eq!(job.get::<_, &str>("task_queue"), DEFAULT_TASK_QUEUE);
     assert_eq!(
         job.get::<_, String>("workflow_id"),
         organization_bootstrap_workflow_id(organization)
     );
     assert_eq!(job.get::<_, Uuid>("event_id"), event_id);
-    assert_eq!(job.get::<_, &str>("event_type"), ORGANIZATION_BOOTSTRAP_INITIATED);
+    assert_eq!(
+        job.get::<_, &str>("event_type"),
+        ORGANIZATION_BOOTSTRAP_INITIATED
+    );
     assert_eq!(
         job.get::<_, &str>("started_event_type"),
         ORGANIZATION_BOOTSTRAP_WORKFLOW_STARTED
@@ -165,7 +178,10 @@ async fn the_seeded_route_matches_the_contracts() {
     assert_eq!(route.get::<_, &str>(0), ORGANIZATION_BOOTSTRAP_WORKFLOW);
     assert_eq!(route.get::<_, &str>(1), DEFAULT_TASK_QUEUE);
     assert_eq!(route.get::<_, &str>(2), "org-bootstrap-{stream_id}");
-    assert_eq!(route.get::<_, &str>(3), ORGANIZATION_BOOTSTRAP_WORKFLOW_STARTED);
+    assert_eq!(
+        route.get::<_, &str>(3),
+        ORGANIZATION_BOOTSTRAP_WORKFLOW_STARTED
+    );
     assert!(route.get::<_, bool>(4));
 }
 
@@ -197,8 +213,11 @@ async fn the_projection_is_never_written_except_by_the_triggers() {
         let error = client.batch_execute(statement).await.unwrap_err();
         let db = error.as_db_error().unwrap();
         assert!(
-            [SqlState::INSUFFICIENT_PRIVILEGE, SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE]
-                .contains(db.code()),
+            [
+                SqlState::INSUFFICIENT_PRIVILEGE,
+                SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE
+            ]
+            .contains(db.code()),
             "{statement}: {db}"
         );
         assert!(
@@ -227,7 +246,10 @@ async fn the_projection_is_never_written_except_by_the_triggers() {
         ))
         .await
         .unwrap_err();
-    assert_eq!(error.as_db_error().unwrap().code(), &SqlState::INSUFFICIENT_PRIVILEGE);
+    assert_eq!(
+        error.as_db_error().unwrap().code(),
+        &SqlState::INSUFFICIENT_PRIVILEGE
+    );
     client.batch_execute("rollback").await.unwrap();
 }
 
@@ -235,7 +257,14 @@ async fn the_projection_is_never_written_except_by_the_triggers() {
 async fn an_event_type_with_no_route_is_stored_and_enqueues_nothing() {
     let (_postgres, client) = migrated().await;
     let stream = Uuid::new_v4();
-    emit(&client, stream, "service", "service.note.added", &json!({"text": "hello"})).await;
+    emit(
+        &client,
+        stream,
+        "service",
+        "service.note.added",
+        &json!({"text": "hello"}),
+    )
+    .await;
     assert_eq!(event_types(&client, stream).await, ["service.note.added"]);
     assert_eq!(count(&client, "workflow_queue_projection").await, 0);
 }
@@ -251,9 +280,23 @@ async fn a_template_the_event_cannot_fill_enqueues_a_job_that_says_why() {
         .await
         .unwrap();
     let filled = Uuid::new_v4();
-    emit(&client, filled, "invoice", "invoice.requested", &json!({"invoice_number": 42})).await;
+    emit(
+        &client,
+        filled,
+        "invoice",
+        "invoice.requested",
+        &json!({"invoice_number": 42}),
+    )
+    .await;
     let missing = Uuid::new_v4();
-    emit(&client, missing, "invoice", "invoice.requested", &json!({"amount": 1})).await;
+    emit(
+        &client,
+        missing,
+        "invoice",
+        "invoice.requested",
+        &json!({"amount": 1}),
+    )
+    .await;
 
     let rows = client
         .query(
@@ -289,7 +332,14 @@ async fn stream_versions_stay_gap_free_and_unique_with_eight_concurrent_writers(
         writers.push(tokio::spawn(async move {
             let client = connect(&url).await;
             for n in 0..EACH {
-                emit(&client, stream, "ledger", "ledger.entry.added", &json!({"writer": writer, "n": n})).await;
+                emit(
+                    &client,
+                    stream,
+                    "ledger",
+                    "ledger.entry.added",
+                    &json!({"writer": writer, "n": n}),
+                )
+                .await;
             }
         }));
     }
@@ -310,7 +360,10 @@ async fn stream_versions_stay_gap_free_and_unique_with_eight_concurrent_writers(
     let expected: Vec<i32> = (1..=(WRITERS * EACH) as i32).collect();
     assert_eq!(versions, expected);
     let counter: i32 = client
-        .query_one("select version from osp_metadata.streams where stream_id = $1", &[&stream])
+        .query_one(
+            "select version from osp_metadata.streams where stream_id = $1",
+            &[&stream],
+        )
         .await
         .unwrap()
         .get(0);
@@ -376,9 +429,15 @@ async fn bad_calls_fail_with_a_clear_error_and_write_nothing() {
     ];
     for (statement, code, message) in cases {
         let error = client.batch_execute(statement).await.unwrap_err();
-        let db = error.as_db_error().unwrap_or_else(|| panic!("{statement}: {error}"));
+        let db = error
+            .as_db_error()
+            .unwrap_or_else(|| panic!("{statement}: {error}"));
         assert_eq!(db.code(), code, "{statement}: {}", db.message());
-        assert!(db.message().contains(message), "{statement}: {}", db.message());
+        assert!(
+            db.message().contains(message),
+            "{statement}: {}",
+            db.message()
+        );
     }
     assert_eq!(count(&client, "domain_events").await, 0);
     assert_eq!(count(&client, "osp_metadata.streams").await, 0);
@@ -396,7 +455,7 @@ async fn an_idempotency_key_makes_a_repeated_emit_return_the_first_event() {
                 .query_one(
                     "select api.emit_domain_event($1, 'organization', $2, $3, $4)",
                     &[
-                        &organization,
+                        &organization as &(dyn ToSql + Sync),
                         &event_type,
                         &json!({"name": "Acme", "subdomain": "acme"}),
                         &json!({"idempotency_key": "org-bootstrap-x/create"}),
@@ -408,10 +467,18 @@ async fn an_idempotency_key_makes_a_repeated_emit_return_the_first_event() {
     let first: Uuid = emit_with_key("organization.created").await.unwrap().get(0);
     let again: Uuid = emit_with_key("organization.created").await.unwrap().get(0);
     assert_eq!(first, again);
-    assert_eq!(event_types(&client, organization).await, ["organization.created"]);
+    assert_eq!(
+        event_types(&client, organization).await,
+        ["organization.created"]
+    );
     // The same key on a different event is a caller's bug, said as such.
-    let error = emit_with_key("organization.dns.configured").await.unwrap_err();
-    assert_eq!(error.as_db_error().unwrap().code(), &SqlState::UNIQUE_VIOLATION);
+    let error = emit_with_key("organization.dns.configured")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.as_db_error().unwrap().code(),
+        &SqlState::UNIQUE_VIOLATION
+    );
 }
 
 #[tokio::test]

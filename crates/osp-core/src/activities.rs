@@ -158,10 +158,10 @@ pub use definitions::{OspActivities, defs};
 )]
 mod definitions {
     use super::{
-        ActivityError, CompleteBootstrap, ConfigureDns, CreateOrganization,
-        DeactivateOrganization, DeployerRun, DnsRecord, FailBootstrap, FinishDeployment,
-        InviteUser, ManifestWritten, RemoveDnsRecord, RevokeInvitation, RunDeployer, Service,
-        SendInvitationEmail, ServiceData, WorkerDeploymentRequest, activity_definitions,
+        ActivityError, CompleteBootstrap, ConfigureDns, CreateOrganization, DeactivateOrganization,
+        DeployerRun, DnsRecord, FailBootstrap, FinishDeployment, InviteUser, ManifestWritten,
+        RemoveDnsRecord, RevokeInvitation, RunDeployer, SendInvitationEmail, Service, ServiceData,
+        WorkerDeploymentRequest, activity_definitions,
     };
 
     /// The activity definitions; call them from workflows as `OspActivities::create_entity`.
@@ -213,9 +213,7 @@ mod definitions {
         }
 
         #[activity(name = "deactivateOrganization")]
-        pub fn deactivate_organization(
-            input: DeactivateOrganization,
-        ) -> Result<(), ActivityError> {
+        pub fn deactivate_organization(input: DeactivateOrganization) -> Result<(), ActivityError> {
             unimplemented!()
         }
 
@@ -246,9 +244,8 @@ mod definitions {
     pub mod defs {
         pub use super::osp_activities::{
             CompleteBootstrap, ConfigureDns, CreateEntity, CreateOrganization,
-            DeactivateOrganization, FailBootstrap, FinishDeployment, InviteUser,
-            RemoveDnsRecord, RevokeInvitation, RunDeployer, SendInvitationEmail,
-            WriteWorkerManifest,
+            DeactivateOrganization, FailBootstrap, FinishDeployment, InviteUser, RemoveDnsRecord,
+            RevokeInvitation, RunDeployer, SendInvitationEmail, WriteWorkerManifest,
         };
     }
 }

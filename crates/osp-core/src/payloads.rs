@@ -399,7 +399,11 @@ mod tests {
             serde_json::to_value(BootstrapStep::ConfiguringDns).unwrap(),
             json!("configuring_dns")
         );
-        for step in [BootstrapStep::Started, BootstrapStep::SendingInvitations, BootstrapStep::Failed] {
+        for step in [
+            BootstrapStep::Started,
+            BootstrapStep::SendingInvitations,
+            BootstrapStep::Failed,
+        ] {
             assert_eq!(serde_json::to_value(step).unwrap(), json!(step.as_str()));
         }
         assert_eq!(

@@ -1,1 +1,0 @@
-//! Layered configuration (defaults < TOML file < environment), parsed from injected sources.
