@@ -105,7 +105,10 @@ impl OrganizationBootstrapWorkflow {
             }
         }
         if !undo_failures.is_empty() {
-            reason = format!("{reason}; compensation incomplete: {}", undo_failures.join("; "));
+            reason = format!(
+                "{reason}; compensation incomplete: {}",
+                undo_failures.join("; ")
+            );
         }
         ctx.execute_activity(
             OspActivities::fail_bootstrap,

@@ -19,7 +19,10 @@ pub struct CreateServiceWorkflow;
 #[workflow_methods]
 impl CreateServiceWorkflow {
     #[run(name = "createServiceWorkflow")]
-    pub async fn run(ctx: &mut WorkflowContext<Self>, input: ServiceData) -> WorkflowResult<Service> {
+    pub async fn run(
+        ctx: &mut WorkflowContext<Self>,
+        input: ServiceData,
+    ) -> WorkflowResult<Service> {
         input.validate().map_err(invalid_input)?;
         let options = ActivityOptions::with_start_to_close_timeout(Duration::from_secs(30))
             .retry_policy(RetryPolicy::builder().maximum_attempts(3).build())

@@ -3,11 +3,20 @@
 //! `osp_core::workflows` so other SDKs can start them.
 
 // The SDK's macros generate marker structs for `#[run]` and `#[query]` without Debug.
-#[expect(missing_debug_implementations, reason = "macro-generated marker structs")]
+#[expect(
+    missing_debug_implementations,
+    reason = "macro-generated marker structs"
+)]
 mod bootstrap;
-#[expect(missing_debug_implementations, reason = "macro-generated marker structs")]
+#[expect(
+    missing_debug_implementations,
+    reason = "macro-generated marker structs"
+)]
 mod create_service;
-#[expect(missing_debug_implementations, reason = "macro-generated marker structs")]
+#[expect(
+    missing_debug_implementations,
+    reason = "macro-generated marker structs"
+)]
 mod deploy_worker;
 mod failures;
 
@@ -19,8 +28,7 @@ pub use deploy_worker::{DEPLOYER_ATTEMPTS, DeployWorkerWorkflow};
 pub use failures::{BOOTSTRAP_FAILED, INVALID_INPUT};
 
 use osp_core::workflows::{
-    ALL_WORKFLOWS, CREATE_SERVICE_WORKFLOW, DEPLOY_WORKER_WORKFLOW,
-    ORGANIZATION_BOOTSTRAP_WORKFLOW,
+    ALL_WORKFLOWS, CREATE_SERVICE_WORKFLOW, DEPLOY_WORKER_WORKFLOW, ORGANIZATION_BOOTSTRAP_WORKFLOW,
 };
 
 /// Why workflows could not be registered.
