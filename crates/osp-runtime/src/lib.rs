@@ -1,0 +1,14 @@
+//! Process plumbing the OSP binaries share: connecting to Temporal from typed settings,
+//! readiness state, the `/healthz`, `/readyz` and `/metrics` server, logging, signals and
+//! start-up backoff. Binaries call these; libraries never need them.
+
+pub mod backoff;
+pub mod health;
+pub mod logging;
+pub mod metrics;
+pub mod server;
+pub mod shutdown;
+pub mod temporal;
+
+pub use health::Health;
+pub use metrics::Metrics;

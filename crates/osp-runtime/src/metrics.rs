@@ -1,0 +1,107 @@
+//! `/metrics`: the project's `osp_*` series from a Prometheus registry, followed by the
+//! Temporal SDK's `temporal_*` series. The SDK keeps its registry private and serves it
+//! itself, so its exporter listens on a loopback port and is scraped on each request.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use prometheus::{Encoder, Registry, TextEncoder};
+use temporalio_common::telemetry::metrics::CoreMeter;
+use temporalio_common::telemetry::{PrometheusExporterOptions, start_prometheus_metric_exporter};
+
+/// Why metrics could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum MetricsError {
+    /// The SDK's exporter could not start.
+    #[error("temporal metrics exporter: {0}")]
+    Exporter(String),
+}
+
+/// The metrics a process exposes.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    sdk: Option<SocketAddr>,
+    client: Client<hyper_util::client::legacy::connect::HttpConnector, Empty<Bytes>>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics")
+            .field("sdk", &self.sdk)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Only the project's own series.
+    pub fn new() -> Self {
+        Self {
+            registry: Registry::new(),
+            sdk: None,
+            client: Client::builder(TokioExecutor::new()).build_http(),
+        }
+    }
+
+    /// Where to register `osp_*` metrics.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Starts the SDK's Prometheus exporter on a loopback port and returns the meter to give
+    /// the Temporal runtime; its series are appended to [`Metrics::render`].
+    pub fn with_sdk_exporter(mut self) -> Result<(Self, Arc<dyn CoreMeter>), MetricsError> {
+        let options = PrometheusExporterOptions::builder()
+            .socket_addr(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .counters_total_suffix(true)
+            .unit_suffix(true)
+            .use_seconds_for_durations(true)
+            .build();
+        let started = start_prometheus_metric_exporter(options)
+            .map_err(|error| MetricsError::Exporter(error.to_string()))?;
+        self.sdk = Some(started.bound_addr);
+        Ok((self, started.meter))
+    }
+
+    /// The Prometheus text of every series.
+    pub async fn render(&self) -> String {
+        let mut buffer = Vec::new();
+        // Encoding gathered families into a Vec cannot fail.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buffer);
+        let mut text = String::from_utf8_lossy(&buffer).into_owned();
+        if let Some(addr) = self.sdk {
+            match self.scrape_sdk(addr).await {
+                Ok(sdk) => text.push_str(&sdk),
+                Err(error) => tracing::debug!(%error, "temporal metrics unavailable"),
+            }
+        }
+        text
+    }
+
+    async fn scrape_sdk(&self, addr: SocketAddr) -> Result<String, String> {
+        let uri = format!("http://{addr}/metrics")
+            .parse()
+            .map_err(|error: hyper::http::uri::InvalidUri| error.to_string())?;
+        let response = self
+            .client
+            .get(uri)
+            .await
+            .map_err(|error| error.to_string())?;
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|error| error.to_string())?;
+        Ok(String::from_utf8_lossy(&body.to_bytes()).into_owned())
+    }
+}

@@ -1,0 +1,75 @@
+//! Connects to Temporal from typed settings: plain, TLS, Temporal Cloud API key, or mTLS.
+
+use std::time::Duration;
+
+use osp_core::config::TemporalSettings;
+use temporalio_client::{
+    Client, ClientOptions, ClientTlsOptions, Connection, ConnectionOptions, TlsOptions, Url,
+};
+use temporalio_common::telemetry::metrics::TemporalMeter;
+
+/// Why the connection failed. Never contains the API key or key material.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The address does not form a URL.
+    #[error("temporal address {address}: {reason}")]
+    Address { address: String, reason: String },
+    /// The server could not be reached or refused the connection.
+    #[error("cannot connect to temporal at {address}: {reason}")]
+    Connect { address: String, reason: String },
+    /// The client could not be built.
+    #[error("temporal client: {0}")]
+    Client(String),
+}
+
+/// Connects and binds a client to the configured namespace.
+pub async fn connect(
+    settings: &TemporalSettings,
+    identity: &str,
+    meter: Option<TemporalMeter>,
+) -> Result<Client, ConnectError> {
+    let address = settings.address.to_string();
+    let tls = settings.tls.is_some() || settings.api_key.is_some();
+    let scheme = if tls { "https" } else { "http" };
+    let url =
+        Url::parse(&format!("{scheme}://{address}")).map_err(|error| ConnectError::Address {
+            address: address.clone(),
+            reason: error.to_string(),
+        })?;
+    let tls_options = settings.tls.as_ref().map(|tls| {
+        TlsOptions::builder()
+            .maybe_server_root_ca_cert(
+                tls.server_ca_cert_pem
+                    .as_ref()
+                    .map(|pem| pem.clone().into_bytes()),
+            )
+            .maybe_client_tls_options(match (&tls.client_cert_pem, &tls.client_key_pem) {
+                (Some(cert), Some(key)) => Some(
+                    ClientTlsOptions::builder()
+                        .client_cert(cert.clone().into_bytes())
+                        .client_private_key(key.expose().as_bytes().to_vec())
+                        .build(),
+                ),
+                _ => None,
+            })
+            .build()
+    });
+    let options = ConnectionOptions::new(url)
+        .identity(identity.to_owned())
+        .maybe_api_key(settings.api_key.as_ref().map(|key| key.expose().to_owned()))
+        .maybe_tls_options(tls_options)
+        .maybe_metrics_meter(meter)
+        .connect_timeout(Duration::from_secs(10))
+        .build();
+    let connection = Connection::connect(options)
+        .await
+        .map_err(|error| ConnectError::Connect {
+            address: address.clone(),
+            reason: error.to_string(),
+        })?;
+    Client::new(
+        connection,
+        ClientOptions::new(settings.namespace.clone()).build(),
+    )
+    .map_err(|error| ConnectError::Client(error.to_string()))
+}
