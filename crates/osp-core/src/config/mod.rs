@@ -14,6 +14,7 @@ mod sections;
 #[cfg(test)]
 mod tests;
 mod values;
+mod worker;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -33,6 +34,7 @@ pub use sections::{
     TlsSettings,
 };
 pub use values::{DatabaseUrl, HostPort, InvalidValue, Secret};
+pub use worker::*;
 
 use layers::Context;
 use sections::{Fields, write_fields};
@@ -103,6 +105,12 @@ pub struct WorkerConfig {
     pub log: LogSettings,
     /// OpenTelemetry export.
     pub telemetry: TelemetrySettings,
+    /// Concurrency, shutdown, versioning, registry, manifests and deployer.
+    pub worker: WorkerSettings,
+    /// The bootstrap's DNS provider.
+    pub dns: DnsSettings,
+    /// The bootstrap's email provider.
+    pub email: EmailSettings,
 }
 
 impl WorkerConfig {
@@ -116,6 +124,9 @@ impl WorkerConfig {
         let health = HealthSettings::parse(&mut cx);
         let log = LogSettings::parse(&mut cx);
         let telemetry = TelemetrySettings::parse(&mut cx);
+        let worker = WorkerSettings::parse(&mut cx);
+        let dns = DnsSettings::parse(&mut cx);
+        let email = EmailSettings::parse(&mut cx);
         let config = (|| {
             Some(WorkerConfig {
                 temporal: temporal?,
@@ -125,6 +136,9 @@ impl WorkerConfig {
                 health: health?,
                 log: log?,
                 telemetry: telemetry?,
+                worker: worker?,
+                dns: dns?,
+                email: email?,
             })
         })();
         cx.finish(config)
@@ -146,7 +160,16 @@ impl fmt::Display for WorkerConfig {
                     "supabase",
                     self.supabase.as_ref().map(SupabaseSettings::fields),
                 ),
-                ("worker", Some(vec![("manifest_path".to_owned(), manifest)])),
+                (
+                    "worker",
+                    Some({
+                        let mut fields = vec![("manifest_path".to_owned(), manifest)];
+                        fields.extend(self.worker.fields());
+                        fields
+                    }),
+                ),
+                ("dns", Some(self.dns.fields())),
+                ("email", Some(self.email.fields())),
                 ("health", Some(self.health.fields())),
                 ("log", Some(self.log.fields())),
                 ("telemetry", Some(self.telemetry.fields())),

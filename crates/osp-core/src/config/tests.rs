@@ -745,7 +745,11 @@ otlp_endpoint = "http://otel:4317"
          database.url=postgres://postgres:[redacted]@pooler:6543/postgres \
          database.listen_url=postgres://postgres:[redacted]@db:5432/postgres \
          supabase.url=https://x.supabase.co supabase.service_role_key=[redacted] \
-         worker.manifest_path=/manifests/worker.json health.enabled=true health.port=9090 \
+         worker.manifest_path=/manifests/worker.json worker.max_concurrent_workflow_tasks=10 \
+         worker.max_concurrent_activities=10 worker.shutdown_grace_seconds=30 \
+         worker.database_pool_size=10 worker.registry_heartbeat_seconds=15 \
+         worker.manifest_dir=manifests worker.deployer_command=none dns.provider=log \
+         dns.zone=localhost email.provider=log health.enabled=true health.port=9090 \
          log.format=text log.filter=debug telemetry.otlp_endpoint=http://otel:4317"
     );
 }
@@ -972,7 +976,7 @@ fn keys_are_unique_and_complete() {
     files.sort_unstable();
     files.dedup();
     assert_eq!((names.len(), files.len()), count);
-    assert_eq!(KEYS.len(), 18);
+    assert_eq!(KEYS.len(), 18 + WORKER_KEYS.len());
     let secret: Vec<&str> = KEYS.iter().filter(|k| k.secret).map(|k| k.env).collect();
     assert_eq!(
         secret,
@@ -980,7 +984,9 @@ fn keys_are_unique_and_complete() {
             "TEMPORAL_API_KEY",
             "DATABASE_URL",
             "LISTEN_DATABASE_URL",
-            "SUPABASE_SERVICE_ROLE_KEY"
+            "SUPABASE_SERVICE_ROLE_KEY",
+            "CLOUDFLARE_API_TOKEN",
+            "SMTP_PASSWORD",
         ]
     );
 }

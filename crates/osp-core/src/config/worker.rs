@@ -1,0 +1,566 @@
+//! Settings only the worker reads: concurrency, shutdown grace, worker versioning, the
+//! registry heartbeat, the database pool, manifests and the deployer, and the DNS and email
+//! providers of the bootstrap workflow.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::keys::Key;
+use super::layers::{Context, Setting};
+use super::sections::Fields;
+use super::values::{InvalidValue, REDACTED, Secret, parse_http_url, parse_non_empty, parse_port};
+
+const fn key(env: &'static str, file: &'static str) -> Key {
+    Key {
+        env,
+        aliases: &[],
+        file,
+        secret: false,
+    }
+}
+
+const fn secret(env: &'static str, file: &'static str) -> Key {
+    Key {
+        env,
+        aliases: &[],
+        file,
+        secret: true,
+    }
+}
+
+/// Workflow tasks run at once; default 10 (the seed's worker).
+pub const OSP_MAX_CONCURRENT_WORKFLOW_TASKS: Key = key(
+    "OSP_MAX_CONCURRENT_WORKFLOW_TASKS",
+    "worker.max_concurrent_workflow_tasks",
+);
+/// Activities run at once; default 10.
+pub const OSP_MAX_CONCURRENT_ACTIVITIES: Key = key(
+    "OSP_MAX_CONCURRENT_ACTIVITIES",
+    "worker.max_concurrent_activities",
+);
+/// Seconds in-flight work may take to finish after SIGTERM; default 30.
+pub const OSP_SHUTDOWN_GRACE_SECONDS: Key =
+    key("OSP_SHUTDOWN_GRACE_SECONDS", "shutdown.grace_seconds");
+/// Connections in the activities' database pool; default 10.
+pub const OSP_DATABASE_POOL_SIZE: Key = key("OSP_DATABASE_POOL_SIZE", "database.pool_size");
+/// Seconds between `last_health_check` updates in the worker registry; default 15.
+pub const OSP_REGISTRY_HEARTBEAT_SECONDS: Key = key(
+    "OSP_REGISTRY_HEARTBEAT_SECONDS",
+    "worker.registry_heartbeat_seconds",
+);
+/// Worker Controller's deployment name; with the build id, turns worker versioning on.
+pub const TEMPORAL_DEPLOYMENT_NAME: Key =
+    key("TEMPORAL_DEPLOYMENT_NAME", "temporal.deployment_name");
+/// Worker Controller's build id.
+pub const TEMPORAL_WORKER_BUILD_ID: Key =
+    key("TEMPORAL_WORKER_BUILD_ID", "temporal.worker_build_id");
+/// Where `deployWorkerWorkflow` writes manifests; default `manifests`.
+pub const OSP_MANIFEST_DIR: Key = key("OSP_MANIFEST_DIR", "worker.manifest_dir");
+/// The deployer's argv template as a JSON array of strings; none by default.
+pub const OSP_DEPLOYER_COMMAND: Key = key("OSP_DEPLOYER_COMMAND", "worker.deployer_command");
+/// `log` (default) or `cloudflare`.
+pub const DNS_PROVIDER: Key = key("DNS_PROVIDER", "dns.provider");
+/// The zone organizations get names in: `{subdomain}.{zone}`; default `localhost`.
+pub const DNS_ZONE: Key = key("DNS_ZONE", "dns.zone");
+/// What each organization's CNAME points at (cloudflare).
+pub const DNS_TARGET: Key = key("DNS_TARGET", "dns.target");
+/// API base; default `https://api.cloudflare.com/client/v4`.
+pub const CLOUDFLARE_API_URL: Key = key("CLOUDFLARE_API_URL", "dns.cloudflare_api_url");
+/// The zone's id (cloudflare).
+pub const CLOUDFLARE_ZONE_ID: Key = key("CLOUDFLARE_ZONE_ID", "dns.cloudflare_zone_id");
+/// An API token allowed to edit the zone's DNS (cloudflare).
+pub const CLOUDFLARE_API_TOKEN: Key = secret("CLOUDFLARE_API_TOKEN", "dns.cloudflare_api_token");
+/// `log` (default) or `smtp`.
+pub const EMAIL_PROVIDER: Key = key("EMAIL_PROVIDER", "email.provider");
+/// SMTP server host (smtp).
+pub const SMTP_HOST: Key = key("SMTP_HOST", "email.smtp_host");
+/// SMTP port; default 587.
+pub const SMTP_PORT: Key = key("SMTP_PORT", "email.smtp_port");
+/// `starttls` (default), `tls` or `none`.
+pub const SMTP_SECURITY: Key = key("SMTP_SECURITY", "email.smtp_security");
+/// SMTP user name.
+pub const SMTP_USERNAME: Key = key("SMTP_USERNAME", "email.smtp_username");
+/// SMTP password.
+pub const SMTP_PASSWORD: Key = secret("SMTP_PASSWORD", "email.smtp_password");
+/// The sender of invitations, e.g. `OSP <no-reply@example.com>` (smtp).
+pub const SMTP_FROM: Key = key("SMTP_FROM", "email.smtp_from");
+
+/// The worker-only keys, in documentation order.
+pub const WORKER_KEYS: &[Key] = &[
+    OSP_MAX_CONCURRENT_WORKFLOW_TASKS,
+    OSP_MAX_CONCURRENT_ACTIVITIES,
+    OSP_SHUTDOWN_GRACE_SECONDS,
+    OSP_DATABASE_POOL_SIZE,
+    OSP_REGISTRY_HEARTBEAT_SECONDS,
+    TEMPORAL_DEPLOYMENT_NAME,
+    TEMPORAL_WORKER_BUILD_ID,
+    OSP_MANIFEST_DIR,
+    OSP_DEPLOYER_COMMAND,
+    DNS_PROVIDER,
+    DNS_ZONE,
+    DNS_TARGET,
+    CLOUDFLARE_API_URL,
+    CLOUDFLARE_ZONE_ID,
+    CLOUDFLARE_API_TOKEN,
+    EMAIL_PROVIDER,
+    SMTP_HOST,
+    SMTP_PORT,
+    SMTP_SECURITY,
+    SMTP_USERNAME,
+    SMTP_PASSWORD,
+    SMTP_FROM,
+];
+
+fn count(min: u64, max: u64) -> impl Fn(&str) -> Result<u64, InvalidValue> {
+    move |s| match s.parse::<u64>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(InvalidValue::new(format!(
+            "must be a whole number from {min} to {max}"
+        ))),
+    }
+}
+
+fn as_usize(n: u64) -> usize {
+    usize::try_from(n).unwrap_or(usize::MAX)
+}
+
+/// How the worker runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerSettings {
+    pub max_concurrent_workflow_tasks: usize,
+    pub max_concurrent_activities: usize,
+    pub shutdown_grace: Duration,
+    pub database_pool_size: usize,
+    pub registry_heartbeat: Duration,
+    /// `(deployment name, build id)` when Temporal's Worker Controller runs the worker.
+    pub versioning: Option<(String, String)>,
+    pub manifest_dir: PathBuf,
+    pub deployer_command: Option<Vec<String>>,
+}
+
+/// Where organizations' DNS records go.
+#[derive(Debug, Clone)]
+pub enum DnsSettings {
+    /// Log only (local runs).
+    Log { zone: String },
+    /// Cloudflare's v4 API, or a server speaking it.
+    Cloudflare {
+        api_url: String,
+        zone_id: String,
+        zone: String,
+        target: String,
+        api_token: Secret,
+    },
+}
+
+/// How an SMTP connection is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpSecurity {
+    StartTls,
+    Tls,
+    None,
+}
+
+/// How invitation emails go out.
+#[derive(Debug, Clone)]
+pub enum EmailSettings {
+    /// Log only (local runs).
+    Log,
+    /// An SMTP server.
+    Smtp {
+        host: String,
+        port: u16,
+        security: SmtpSecurity,
+        username: Option<String>,
+        password: Option<Secret>,
+        from: String,
+    },
+}
+
+impl WorkerSettings {
+    pub(super) fn fields(&self) -> Fields {
+        let mut fields: Fields = vec![
+            (
+                "max_concurrent_workflow_tasks".into(),
+                self.max_concurrent_workflow_tasks.to_string(),
+            ),
+            (
+                "max_concurrent_activities".into(),
+                self.max_concurrent_activities.to_string(),
+            ),
+            (
+                "shutdown_grace_seconds".into(),
+                self.shutdown_grace.as_secs().to_string(),
+            ),
+            (
+                "database_pool_size".into(),
+                self.database_pool_size.to_string(),
+            ),
+            (
+                "registry_heartbeat_seconds".into(),
+                self.registry_heartbeat.as_secs().to_string(),
+            ),
+            (
+                "manifest_dir".into(),
+                self.manifest_dir.display().to_string(),
+            ),
+            (
+                "deployer_command".into(),
+                self.deployer_command
+                    .as_ref()
+                    .map_or_else(|| "none".to_owned(), |argv| argv.join(" ")),
+            ),
+        ];
+        if let Some((name, build)) = &self.versioning {
+            fields.push(("deployment_name".into(), name.clone()));
+            fields.push(("worker_build_id".into(), build.clone()));
+        }
+        fields
+    }
+
+    pub(super) fn parse(cx: &mut Context<'_>) -> Option<Self> {
+        let workflow_tasks = cx
+            .get(&OSP_MAX_CONCURRENT_WORKFLOW_TASKS, count(2, 10_000))
+            .or_default(|| 10);
+        let activities = cx
+            .get(&OSP_MAX_CONCURRENT_ACTIVITIES, count(1, 10_000))
+            .or_default(|| 10);
+        let grace = cx
+            .get(&OSP_SHUTDOWN_GRACE_SECONDS, count(0, 3_600))
+            .or_default(|| 30);
+        let pool = cx
+            .get(&OSP_DATABASE_POOL_SIZE, count(1, 1_000))
+            .or_default(|| 10);
+        let heartbeat = cx
+            .get(&OSP_REGISTRY_HEARTBEAT_SECONDS, count(1, 3_600))
+            .or_default(|| 15);
+        let name = cx.get(&TEMPORAL_DEPLOYMENT_NAME, parse_non_empty);
+        let build = cx.get(&TEMPORAL_WORKER_BUILD_ID, parse_non_empty);
+        let versioning = match (name, build) {
+            (Setting::Unset, Setting::Unset) => Some(None),
+            (Setting::Valid { value: name, .. }, Setting::Valid { value: build, .. }) => {
+                Some(Some((name, build)))
+            }
+            (name, build) => {
+                if name.is_set() && build.is_set() {
+                    None
+                } else {
+                    let (set, missing) = if name.is_set() {
+                        (&TEMPORAL_DEPLOYMENT_NAME, &TEMPORAL_WORKER_BUILD_ID)
+                    } else {
+                        (&TEMPORAL_WORKER_BUILD_ID, &TEMPORAL_DEPLOYMENT_NAME)
+                    };
+                    cx.problem(
+                        set.env,
+                        format!("worker versioning needs {} as well", missing.env),
+                    );
+                    None
+                }
+            }
+        };
+        let manifest_dir = cx
+            .get(&OSP_MANIFEST_DIR, |s| parse_non_empty(s).map(PathBuf::from))
+            .or_default(|| PathBuf::from("manifests"));
+        let deployer = cx.get(&OSP_DEPLOYER_COMMAND, parse_argv).optional();
+        Some(WorkerSettings {
+            max_concurrent_workflow_tasks: as_usize(workflow_tasks?),
+            max_concurrent_activities: as_usize(activities?),
+            shutdown_grace: Duration::from_secs(grace?),
+            database_pool_size: as_usize(pool?),
+            registry_heartbeat: Duration::from_secs(heartbeat?),
+            versioning: versioning?,
+            manifest_dir: manifest_dir?,
+            deployer_command: deployer?,
+        })
+    }
+}
+
+/// A JSON array of non-empty strings: an argv, never a shell line.
+fn parse_argv(s: &str) -> Result<Vec<String>, InvalidValue> {
+    const SHAPE: &str = "must be a JSON array of strings, e.g. [\"helm\", \"upgrade\", \"--install\", \"osp-{service_schema}\"]";
+    let argv: Vec<String> = serde_json::from_str(s).map_err(|_| InvalidValue::new(SHAPE))?;
+    if argv.is_empty() || argv[0].trim().is_empty() {
+        return Err(InvalidValue::new(SHAPE));
+    }
+    Ok(argv)
+}
+
+impl DnsSettings {
+    pub(super) fn fields(&self) -> Fields {
+        match self {
+            DnsSettings::Log { zone } => vec![
+                ("provider".into(), "log".into()),
+                ("zone".into(), zone.clone()),
+            ],
+            DnsSettings::Cloudflare {
+                api_url,
+                zone_id,
+                zone,
+                target,
+                ..
+            } => vec![
+                ("provider".into(), "cloudflare".into()),
+                ("zone".into(), zone.clone()),
+                ("target".into(), target.clone()),
+                ("cloudflare_api_url".into(), api_url.clone()),
+                ("cloudflare_zone_id".into(), zone_id.clone()),
+                ("cloudflare_api_token".into(), REDACTED.into()),
+            ],
+        }
+    }
+
+    pub(super) fn parse(cx: &mut Context<'_>) -> Option<Self> {
+        let provider = cx
+            .get(&DNS_PROVIDER, |s| match s {
+                "log" | "cloudflare" => Ok(s.to_owned()),
+                _ => Err(InvalidValue::new("must be `log` or `cloudflare`")),
+            })
+            .or_default(|| "log".to_owned());
+        let zone = cx.get(&DNS_ZONE, parse_non_empty);
+        let target = cx.get(&DNS_TARGET, parse_non_empty);
+        let api_url = cx.get(&CLOUDFLARE_API_URL, parse_http_url);
+        let zone_id = cx.get(&CLOUDFLARE_ZONE_ID, parse_non_empty);
+        let token = cx.get(&CLOUDFLARE_API_TOKEN, |s| {
+            parse_non_empty(s).map(Secret::new)
+        });
+        if provider.as_deref() == Some("cloudflare") {
+            let zone = cx.required(&DNS_ZONE, zone);
+            let target = cx.required(&DNS_TARGET, target);
+            let zone_id = cx.required(&CLOUDFLARE_ZONE_ID, zone_id);
+            let api_token = cx.required(&CLOUDFLARE_API_TOKEN, token);
+            let api_url = api_url.or_default(|| "https://api.cloudflare.com/client/v4".to_owned());
+            Some(DnsSettings::Cloudflare {
+                api_url: api_url?,
+                zone_id: zone_id?,
+                zone: zone?,
+                target: target?,
+                api_token: api_token?,
+            })
+        } else {
+            let zone = zone.or_default(|| "localhost".to_owned());
+            provider?;
+            Some(DnsSettings::Log { zone: zone? })
+        }
+    }
+}
+
+impl EmailSettings {
+    pub(super) fn fields(&self) -> Fields {
+        match self {
+            EmailSettings::Log => vec![("provider".into(), "log".into())],
+            EmailSettings::Smtp {
+                host,
+                port,
+                security,
+                username,
+                password,
+                from,
+            } => vec![
+                ("provider".into(), "smtp".into()),
+                ("smtp_host".into(), host.clone()),
+                ("smtp_port".into(), port.to_string()),
+                (
+                    "smtp_security".into(),
+                    format!("{security:?}").to_lowercase(),
+                ),
+                (
+                    "smtp_username".into(),
+                    username.clone().unwrap_or_else(|| "none".into()),
+                ),
+                (
+                    "smtp_password".into(),
+                    password
+                        .as_ref()
+                        .map_or_else(|| "none".into(), |_| REDACTED.into()),
+                ),
+                ("smtp_from".into(), from.clone()),
+            ],
+        }
+    }
+
+    pub(super) fn parse(cx: &mut Context<'_>) -> Option<Self> {
+        let provider = cx
+            .get(&EMAIL_PROVIDER, |s| match s {
+                "log" | "smtp" => Ok(s.to_owned()),
+                _ => Err(InvalidValue::new("must be `log` or `smtp`")),
+            })
+            .or_default(|| "log".to_owned());
+        let host = cx.get(&SMTP_HOST, parse_non_empty);
+        let port = cx
+            .get(&SMTP_PORT, |s| parse_port(s).map_err(InvalidValue::new))
+            .or_default(|| 587);
+        let security = cx
+            .get(&SMTP_SECURITY, |s| match s {
+                "starttls" => Ok(SmtpSecurity::StartTls),
+                "tls" => Ok(SmtpSecurity::Tls),
+                "none" => Ok(SmtpSecurity::None),
+                _ => Err(InvalidValue::new("must be `starttls`, `tls` or `none`")),
+            })
+            .or_default(|| SmtpSecurity::StartTls);
+        let username = cx.get(&SMTP_USERNAME, parse_non_empty).optional();
+        let password = cx
+            .get(&SMTP_PASSWORD, |s| parse_non_empty(s).map(Secret::new))
+            .optional();
+        let from = cx.get(&SMTP_FROM, parse_non_empty);
+        if provider.as_deref() == Some("smtp") {
+            let host = cx.required(&SMTP_HOST, host);
+            let from = cx.required(&SMTP_FROM, from);
+            Some(EmailSettings::Smtp {
+                host: host?,
+                port: port?,
+                security: security?,
+                username: username?,
+                password: password?,
+                from: from?,
+            })
+        } else {
+            provider?;
+            Some(EmailSettings::Log)
+        }
+    }
+}
+
+impl fmt::Display for WorkerSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        super::sections::write_fields(f, "", &self.fields())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::super::{Sources, WorkerConfig};
+    use super::*;
+
+    fn load(pairs: &[(&str, &str)]) -> Result<WorkerConfig, String> {
+        let mut env: HashMap<String, String> = [
+            ("TEMPORAL_ADDRESS", "localhost:7233"),
+            ("DATABASE_URL", "postgres://u:pw@db/osp"),
+        ]
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+        for (k, v) in pairs {
+            env.insert((*k).to_owned(), (*v).to_owned());
+        }
+        let read = |_: &std::path::Path| Err(std::io::Error::from(std::io::ErrorKind::NotFound));
+        WorkerConfig::load(&Sources {
+            env: &env,
+            read_file: &read,
+        })
+        .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn defaults() {
+        let config = load(&[]).unwrap();
+        assert_eq!(config.worker.max_concurrent_workflow_tasks, 10);
+        assert_eq!(config.worker.max_concurrent_activities, 10);
+        assert_eq!(config.worker.shutdown_grace, Duration::from_secs(30));
+        assert_eq!(config.worker.versioning, None);
+        assert_eq!(config.worker.deployer_command, None);
+        assert!(matches!(&config.dns, DnsSettings::Log { zone } if zone == "localhost"));
+        assert!(matches!(config.email, EmailSettings::Log));
+    }
+
+    #[test]
+    fn every_worker_setting_parses() {
+        let config = load(&[
+            ("OSP_MAX_CONCURRENT_WORKFLOW_TASKS", "20"),
+            ("OSP_MAX_CONCURRENT_ACTIVITIES", "5"),
+            ("OSP_SHUTDOWN_GRACE_SECONDS", "0"),
+            ("OSP_DATABASE_POOL_SIZE", "3"),
+            ("OSP_REGISTRY_HEARTBEAT_SECONDS", "2"),
+            ("TEMPORAL_DEPLOYMENT_NAME", "osp"),
+            ("TEMPORAL_WORKER_BUILD_ID", "abc123"),
+            ("OSP_MANIFEST_DIR", "/var/osp/manifests"),
+            (
+                "OSP_DEPLOYER_COMMAND",
+                r#"["helm", "upgrade", "osp-{service_schema}"]"#,
+            ),
+            ("DNS_PROVIDER", "cloudflare"),
+            ("DNS_ZONE", "example.com"),
+            ("DNS_TARGET", "app.example.com"),
+            ("CLOUDFLARE_ZONE_ID", "z1"),
+            ("CLOUDFLARE_API_TOKEN", "cf-SENTINEL"),
+            ("EMAIL_PROVIDER", "smtp"),
+            ("SMTP_HOST", "smtp.example.com"),
+            ("SMTP_PORT", "465"),
+            ("SMTP_SECURITY", "tls"),
+            ("SMTP_USERNAME", "mailer"),
+            ("SMTP_PASSWORD", "smtp-SENTINEL"),
+            ("SMTP_FROM", "OSP <no-reply@example.com>"),
+        ])
+        .unwrap();
+        assert_eq!(config.worker.max_concurrent_workflow_tasks, 20);
+        assert_eq!(config.worker.max_concurrent_activities, 5);
+        assert_eq!(config.worker.shutdown_grace, Duration::ZERO);
+        assert_eq!(config.worker.database_pool_size, 3);
+        assert_eq!(config.worker.registry_heartbeat, Duration::from_secs(2));
+        assert_eq!(
+            config.worker.versioning,
+            Some(("osp".into(), "abc123".into()))
+        );
+        assert_eq!(
+            config.worker.manifest_dir,
+            PathBuf::from("/var/osp/manifests")
+        );
+        assert_eq!(
+            config.worker.deployer_command.as_deref(),
+            Some(
+                &[
+                    "helm".to_owned(),
+                    "upgrade".into(),
+                    "osp-{service_schema}".into()
+                ][..]
+            )
+        );
+        let DnsSettings::Cloudflare {
+            api_url, api_token, ..
+        } = &config.dns
+        else {
+            panic!("{:?}", config.dns)
+        };
+        assert_eq!(api_url, "https://api.cloudflare.com/client/v4");
+        assert_eq!(api_token.expose(), "cf-SENTINEL");
+        let EmailSettings::Smtp { port, security, .. } = &config.email else {
+            panic!("{:?}", config.email)
+        };
+        assert_eq!((*port, *security), (465, SmtpSecurity::Tls));
+        for shown in [format!("{config}"), format!("{config:?}")] {
+            assert!(!shown.contains("SENTINEL"), "{shown}");
+        }
+    }
+
+    #[test]
+    fn bad_worker_settings_are_all_listed() {
+        let error = load(&[
+            ("OSP_MAX_CONCURRENT_ACTIVITIES", "0"),
+            ("OSP_SHUTDOWN_GRACE_SECONDS", "soon"),
+            ("TEMPORAL_WORKER_BUILD_ID", "abc"),
+            ("OSP_DEPLOYER_COMMAND", "helm upgrade"),
+            ("DNS_PROVIDER", "cloudflare"),
+            ("EMAIL_PROVIDER", "smtp"),
+            ("SMTP_PASSWORD", "smtp-SENTINEL"),
+            ("SMTP_SECURITY", "ssl"),
+        ])
+        .unwrap_err();
+        for expected in [
+            "OSP_MAX_CONCURRENT_ACTIVITIES: must be a whole number from 1 to 10000 (got `0`)",
+            "OSP_SHUTDOWN_GRACE_SECONDS: must be a whole number from 0 to 3600 (got `soon`)",
+            "TEMPORAL_WORKER_BUILD_ID: worker versioning needs TEMPORAL_DEPLOYMENT_NAME as well",
+            "OSP_DEPLOYER_COMMAND: must be a JSON array of strings",
+            "DNS_TARGET: is required",
+            "CLOUDFLARE_ZONE_ID: is required",
+            "CLOUDFLARE_API_TOKEN: is required",
+            "SMTP_HOST: is required",
+            "SMTP_FROM: is required",
+            "SMTP_SECURITY: must be `starttls`, `tls` or `none`",
+        ] {
+            assert!(error.contains(expected), "missing {expected:?} in\n{error}");
+        }
+        assert!(!error.contains("SENTINEL"));
+    }
+}
