@@ -31,6 +31,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "projections",
         sql: include_str!("../migrations/0003_projections.sql"),
     },
+    Migration {
+        version: 4,
+        name: "bridge",
+        sql: include_str!("../migrations/0004_bridge.sql"),
+    },
 ];
 
 /// Held for the migration transaction; serialises migrators across processes. The value is
@@ -71,7 +76,7 @@ impl fmt::Display for MigrationReport {
 #[derive(Debug, thiserror::Error)]
 pub enum MigrateError {
     /// A migration's SQL failed.
-    #[error("migration {version} ({name}) failed: {source}")]
+    #[error("migration {version} ({name}) failed")]
     Migration {
         version: i32,
         name: &'static str,
@@ -79,7 +84,7 @@ pub enum MigrateError {
         source: tokio_postgres::Error,
     },
     /// Reading or recording migration state failed.
-    #[error("migration bookkeeping failed: {0}")]
+    #[error("migration bookkeeping failed")]
     Database(#[from] tokio_postgres::Error),
     /// An applied migration was edited after it ran; the database and this build disagree.
     #[error(

@@ -1,1 +1,103 @@
-fn main() {}
+//! The `osp-worker` binary: parse the configuration, start logging, call the library, exit
+//! with its outcome. `osp-worker migrate` applies the database schema.
+
+use std::collections::HashMap;
+use std::process::ExitCode;
+
+use osp_core::config::{MigrateConfig, Sources, WorkerConfig};
+
+const USAGE: &str = "usage: osp-worker [run | migrate | --version | --help]
+
+  run       run the worker (the default)
+  migrate   apply the database schema, then exit
+
+Configuration comes from the environment and the TOML file named by OSP_CONFIG;
+see docs/configuration.md.";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let command = match args.as_slice() {
+        [] => "run",
+        [one] => one.as_str(),
+        _ => "--usage-error",
+    };
+    let env: HashMap<String, String> = std::env::vars().collect();
+    let read_file = |path: &std::path::Path| std::fs::read_to_string(path);
+    let sources = Sources {
+        env: &env,
+        read_file: &read_file,
+    };
+    match command {
+        "run" => match WorkerConfig::load(&sources) {
+            Ok(config) => execute(&config.log.clone(), run(config)),
+            Err(error) => config_error(&error),
+        },
+        "migrate" => match MigrateConfig::load(&sources) {
+            Ok(config) => execute(&config.log.clone(), migrate(config)),
+            Err(error) => config_error(&error),
+        },
+        "--version" | "-V" => {
+            println!("osp-worker {}", osp_worker::VERSION);
+            ExitCode::SUCCESS
+        }
+        "--help" | "-h" => {
+            println!("{USAGE}");
+            ExitCode::SUCCESS
+        }
+        _ => {
+            eprintln!("{USAGE}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// A bad configuration stops the process before anything binds or connects.
+fn config_error(error: &osp_core::config::ConfigError) -> ExitCode {
+    eprintln!("osp-worker: {error}");
+    ExitCode::from(2)
+}
+
+fn execute(
+    log: &osp_core::config::LogSettings,
+    job: impl Future<Output = anyhow::Result<()>>,
+) -> ExitCode {
+    if let Err(error) = osp_runtime::logging::init(log) {
+        eprintln!("osp-worker: {error}");
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("osp-worker: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(job) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(error = %format!("{error:#}"), "osp-worker failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: WorkerConfig) -> anyhow::Result<()> {
+    tracing::info!(config = %config, "configuration loaded");
+    let shutdown = async {
+        match osp_runtime::shutdown::signal_received().await {
+            Ok(signal) => tracing::info!(signal, "shutdown requested"),
+            Err(error) => tracing::error!(%error, "cannot listen for signals"),
+        }
+    };
+    osp_worker::run(config, shutdown).await?;
+    Ok(())
+}
+
+async fn migrate(config: MigrateConfig) -> anyhow::Result<()> {
+    let report = osp_worker::migrate(&config).await?;
+    tracing::info!(%report, "migrations done");
+    Ok(())
+}
