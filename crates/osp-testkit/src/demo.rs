@@ -1,0 +1,215 @@
+//! `osp-testkit demo` (what `make demo` runs): a throwaway PostgreSQL, PgBouncer and Temporal
+//! dev server; the schema; the real `osp-worker` and `osp-bridge` binaries; one
+//! `createServiceWorkflow`; one bootstrap request through `api.emit_domain_event`; then its
+//! pending job and its whole event chain with the time of each event.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use osp_core::events::{
+    ORGANIZATION_BOOTSTRAP_COMPLETED, ORGANIZATION_BOOTSTRAP_FAILED,
+    ORGANIZATION_BOOTSTRAP_INITIATED, ORGANIZATION_STREAM,
+};
+use osp_core::payloads::ServiceData;
+use osp_core::workflows::DEFAULT_TASK_QUEUE;
+use osp_workflows::CreateServiceWorkflow;
+use serde_json::json;
+use temporalio_client::{
+    Client, ClientOptions, Connection, ConnectionOptions, Url, WorkflowGetResultOptions,
+    WorkflowStartOptions,
+};
+use tokio_postgres::NoTls;
+use uuid::Uuid;
+
+use crate::Stack;
+use crate::process::{OspProcess, osp_binary};
+
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, $($arg)*);
+    }};
+}
+
+/// Runs the demo; everything it started stops when it returns or is dropped (Ctrl-C).
+pub async fn run() -> anyhow::Result<()> {
+    let worker_bin = osp_binary("osp-worker")?;
+    let bridge_bin = osp_binary("osp-bridge")?;
+    say!("OSP demo: starting a throwaway PostgreSQL, PgBouncer and Temporal dev server...");
+    let started = Instant::now();
+    let stack = Stack::start().await.context("starting the local stack")?;
+    say!(
+        "  postgres   127.0.0.1:{}  (pgbouncer 127.0.0.1:{}, transaction mode)",
+        stack.postgres.port(),
+        stack.pgbouncer.port()
+    );
+    say!(
+        "  temporal   {}  ({} ms)",
+        stack.temporal.address(),
+        started.elapsed().as_millis()
+    );
+
+    let direct = stack.postgres.url("postgres");
+    let pooled = stack.pgbouncer.url("postgres");
+    let mut migrator = osp_activities::db::connect(&direct).await?;
+    let report = osp_activities::migrate(&mut migrator).await?;
+    say!("  schema     {report}");
+
+    let logs = stack.postgres.root_dir().to_path_buf();
+    let common = |extra: &[(&'static str, String)]| {
+        let mut env = vec![
+            ("TEMPORAL_ADDRESS", stack.temporal.address()),
+            // Queries and activities through the transaction-mode pooler, as on Supabase.
+            ("DATABASE_URL", pooled.clone()),
+            ("LISTEN_DATABASE_URL", direct.clone()),
+            ("LOG_FORMAT", "json".to_owned()),
+            ("RUST_LOG", "warn".to_owned()),
+            ("OSP_SHUTDOWN_GRACE_SECONDS", "5".to_owned()),
+        ];
+        env.extend_from_slice(extra);
+        env
+    };
+    let clock = Instant::now();
+    let mut worker = OspProcess::start(&worker_bin, &common(&[]), &logs.join("worker.log"))?;
+    worker.wait_ready(Duration::from_secs(60)).await?;
+    say!(
+        "  worker     ready in {} ms (pid {}, metrics on :{})",
+        clock.elapsed().as_millis(),
+        worker.pid().unwrap_or_default(),
+        worker.health_port()
+    );
+    let clock = Instant::now();
+    let mut bridge = OspProcess::start(&bridge_bin, &common(&[]), &logs.join("bridge.log"))?;
+    bridge.wait_ready(Duration::from_secs(60)).await?;
+    say!(
+        "  bridge     ready in {} ms (pid {}, metrics on :{})",
+        clock.elapsed().as_millis(),
+        bridge.pid().unwrap_or_default(),
+        bridge.health_port()
+    );
+
+    // A client in another language would do the same with its own SDK or `temporal workflow start`.
+    let connection = Connection::connect(
+        ConnectionOptions::new(Url::parse(&format!("http://{}", stack.temporal.address()))?)
+            .build(),
+    )
+    .await?;
+    let client = Client::new(connection, ClientOptions::new("default").build())?;
+    let workflow_id = format!("demo-service-{}", Uuid::new_v4().simple());
+    let clock = Instant::now();
+    let handle = client
+        .start_workflow(
+            CreateServiceWorkflow::run,
+            ServiceData {
+                name: "demo-service".into(),
+                description: Some("created by make demo".into()),
+                service_schema: Some("demo_service".into()),
+                metadata: None,
+            },
+            WorkflowStartOptions::new(DEFAULT_TASK_QUEUE, &workflow_id).build(),
+        )
+        .await?;
+    let service = handle
+        .get_result(WorkflowGetResultOptions::default())
+        .await?;
+    say!(
+        "\ncreateServiceWorkflow {workflow_id} completed in {} ms:",
+        clock.elapsed().as_millis()
+    );
+    say!("  {}", serde_json::to_string(&service)?);
+
+    let (db, connection) = tokio_postgres::connect(&pooled, NoTls).await?;
+    let driver = tokio::spawn(connection);
+    let organization = Uuid::new_v4();
+    let data = json!({
+        "organization_id": organization,
+        "name": "Acme Demo",
+        "subdomain": "acme-demo",
+        "admin_users": [{"email": "admin@acme.example", "name": "Ada Admin"}],
+        "plan": "pro"
+    });
+    let event_id: Uuid = db
+        .query_typed(
+            "select api.emit_domain_event($1, $2, $3, $4)",
+            &[
+                (&organization, tokio_postgres::types::Type::UUID),
+                (&ORGANIZATION_STREAM, tokio_postgres::types::Type::TEXT),
+                (
+                    &ORGANIZATION_BOOTSTRAP_INITIATED,
+                    tokio_postgres::types::Type::TEXT,
+                ),
+                (&data, tokio_postgres::types::Type::JSONB),
+            ],
+        )
+        .await?
+        .first()
+        .map(|row| row.get(0))
+        .context("emit returned no row")?;
+    say!("\n{ORGANIZATION_BOOTSTRAP_INITIATED} emitted: event {event_id} on stream {organization}");
+    let job = db
+        .query_typed(
+            "select id, status, workflow_type, task_queue, workflow_id from public.workflow_queue_projection
+             where stream_id = $1",
+            &[(&organization, tokio_postgres::types::Type::UUID)],
+        )
+        .await?;
+    if let Some(job) = job.first() {
+        say!(
+            "the triggers queued job {}: {} on task queue {}, workflow id {} (status now: {})",
+            job.get::<_, Uuid>(0),
+            job.get::<_, String>(2),
+            job.get::<_, String>(3),
+            job.get::<_, Option<String>>(4).unwrap_or_default(),
+            job.get::<_, String>(1)
+        );
+    }
+
+    // The chain ends with completed (or failed); poll the stream with a deadline.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let rows = loop {
+        let rows = db
+            .query_typed(
+                "select stream_version, event_type,
+                        (extract(epoch from created_at - min(created_at) over ()) * 1000.0)::float8
+                 from public.domain_events where stream_id = $1 order by stream_version",
+                &[(&organization, tokio_postgres::types::Type::UUID)],
+            )
+            .await?;
+        let done = rows.iter().any(|row| {
+            let event_type: String = row.get(1);
+            event_type == ORGANIZATION_BOOTSTRAP_COMPLETED
+                || event_type == ORGANIZATION_BOOTSTRAP_FAILED
+        });
+        if done || Instant::now() > deadline {
+            break rows;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    say!("\nevent chain of stream {organization} (ms after the request):");
+    for row in &rows {
+        let version: i32 = row.get(0);
+        let event_type: String = row.get(1);
+        let offset: f64 = row.get::<_, Option<f64>>(2).unwrap_or_default();
+        say!("  {offset:>9.1}  {version:>2}  {event_type}");
+    }
+    let complete = rows
+        .iter()
+        .any(|row| row.get::<_, String>(1) == ORGANIZATION_BOOTSTRAP_COMPLETED);
+
+    let status = bridge.stop(Duration::from_secs(15)).await?;
+    say!("\nbridge stopped ({status})");
+    let status = worker.stop(Duration::from_secs(15)).await?;
+    say!("worker stopped ({status})");
+    driver.abort();
+    drop(stack);
+    say!(
+        "stack stopped and removed; {} s in all",
+        started.elapsed().as_secs()
+    );
+    anyhow::ensure!(
+        complete,
+        "the bootstrap did not complete within 60 s; see the logs above"
+    );
+    Ok(())
+}

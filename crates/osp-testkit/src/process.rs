@@ -1,0 +1,315 @@
+//! Runs the OSP binaries (`osp-worker`, `osp-bridge`) as real processes for tests and the
+//! demo: environment in, a free health port, a log file, waits on `/readyz`, SIGTERM with
+//! its exit status, SIGKILL for crash tests.
+
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::process::{Child, Command};
+
+/// Why an OSP process could not be run or did not behave.
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError {
+    /// The binary is not built.
+    #[error("{name} not found at {path}: build it first (cargo build -p {name})")]
+    NotBuilt { name: String, path: PathBuf },
+    /// Starting, signalling or reading failed.
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// It did not become ready in time, or exited; carries the end of its log.
+    #[error("{name} not ready after {waited:?} ({last}); its log ends:\n{log_tail}")]
+    NotReady {
+        name: String,
+        waited: Duration,
+        last: String,
+        log_tail: String,
+    },
+    /// It did not exit after SIGTERM in time.
+    #[error("{name} still running {waited:?} after SIGTERM")]
+    DidNotStop { name: String, waited: Duration },
+}
+
+/// Where the OSP binaries are: `OSP_BIN_DIR`, or beside the running executable (`target/debug`,
+/// also when the caller is a test in `target/debug/deps`).
+pub fn osp_binary(name: &str) -> Result<PathBuf, ProcessError> {
+    let dir = match std::env::var_os("OSP_BIN_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => {
+            let exe = std::env::current_exe().map_err(|source| ProcessError::Io {
+                what: "locating the running executable".into(),
+                source,
+            })?;
+            let mut dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
+            if dir.ends_with("deps") {
+                dir.pop();
+            }
+            dir
+        }
+    };
+    let path = dir.join(name);
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(ProcessError::NotBuilt {
+            name: name.to_owned(),
+            path,
+        })
+    }
+}
+
+/// A free TCP port on 127.0.0.1 (another process may take it first; tests retry rarely).
+pub fn free_port() -> Result<u16, ProcessError> {
+    let listener =
+        std::net::TcpListener::bind("127.0.0.1:0").map_err(|source| ProcessError::Io {
+            what: "finding a free port".into(),
+            source,
+        })?;
+    listener
+        .local_addr()
+        .map(|addr| addr.port())
+        .map_err(|source| ProcessError::Io {
+            what: "finding a free port".into(),
+            source,
+        })
+}
+
+/// One running OSP binary; killed and reaped when dropped.
+#[derive(Debug)]
+pub struct OspProcess {
+    name: String,
+    program: PathBuf,
+    env: Vec<(String, String)>,
+    health_port: u16,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl OspProcess {
+    /// Starts `program` with exactly `env` (plus `PATH`) and `HEALTH_CHECK_PORT` set to a free
+    /// port; its output goes to `log`.
+    pub fn start(program: &Path, env: &[(&str, String)], log: &Path) -> Result<Self, ProcessError> {
+        let mut process = Self {
+            name: program
+                .file_name()
+                .map_or_else(|| "osp".to_owned(), |n| n.to_string_lossy().into_owned()),
+            program: program.to_owned(),
+            env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                .collect(),
+            health_port: free_port()?,
+            log: log.to_owned(),
+            child: None,
+        };
+        process.spawn()?;
+        Ok(process)
+    }
+
+    fn spawn(&mut self) -> Result<(), ProcessError> {
+        let io = |what: &str, source| ProcessError::Io {
+            what: format!("{what} for {}", self.name),
+            source,
+        };
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .map_err(|e| io("opening the log", e))?;
+        let err = out.try_clone().map_err(|e| io("opening the log", e))?;
+        let mut command = Command::new(&self.program);
+        command
+            .env_clear()
+            .envs(
+                std::env::var_os("PATH")
+                    .map(|path| ("PATH".to_owned(), path.to_string_lossy().into_owned())),
+            )
+            .envs(self.env.iter().cloned())
+            .env("HEALTH_CHECK_PORT", self.health_port.to_string())
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .kill_on_drop(true);
+        self.child = Some(command.spawn().map_err(|e| io("starting", e))?);
+        Ok(())
+    }
+
+    /// Starts it again with the same environment and port (after [`Self::kill`] or
+    /// [`Self::stop`]).
+    pub fn restart(&mut self) -> Result<(), ProcessError> {
+        self.spawn()
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(Child::id)
+    }
+
+    /// The port of `/healthz`, `/readyz` and `/metrics`.
+    pub fn health_port(&self) -> u16 {
+        self.health_port
+    }
+
+    /// Everything it has written so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `GET path` on the health port: status and body.
+    pub async fn get(&self, path: &str) -> Result<(u16, String), String> {
+        get(self.health_port, path).await
+    }
+
+    /// Waits until `/readyz` answers 200.
+    pub async fn wait_ready(&mut self, deadline: Duration) -> Result<(), ProcessError> {
+        self.wait_for(deadline, |status| status == 200).await
+    }
+
+    /// Waits until the process answers on `/healthz` (alive, ready or not).
+    pub async fn wait_alive(&mut self, deadline: Duration) -> Result<(), ProcessError> {
+        let started = Instant::now();
+        let mut last = String::from("no answer yet");
+        while started.elapsed() < deadline {
+            self.check_running()?;
+            match get(self.health_port, "/healthz").await {
+                Ok((200, _)) => return Ok(()),
+                Ok((status, body)) => last = format!("/healthz {status}: {body}"),
+                Err(error) => last = error,
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Err(self.not_ready(deadline, last))
+    }
+
+    async fn wait_for(
+        &mut self,
+        deadline: Duration,
+        ok: impl Fn(u16) -> bool,
+    ) -> Result<(), ProcessError> {
+        let started = Instant::now();
+        let mut last = String::from("no answer yet");
+        while started.elapsed() < deadline {
+            self.check_running()?;
+            match get(self.health_port, "/readyz").await {
+                Ok((status, _)) if ok(status) => return Ok(()),
+                Ok((status, body)) => last = format!("/readyz {status}: {body}"),
+                Err(error) => last = error,
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Err(self.not_ready(deadline, last))
+    }
+
+    fn check_running(&mut self) -> Result<(), ProcessError> {
+        let exited = match self.child.as_mut() {
+            Some(child) => child.try_wait().ok().flatten(),
+            None => None,
+        };
+        match exited {
+            Some(status) => Err(self.not_ready(Duration::ZERO, format!("it exited with {status}"))),
+            None => Ok(()),
+        }
+    }
+
+    fn not_ready(&self, waited: Duration, last: String) -> ProcessError {
+        let log = self.log();
+        let tail: Vec<&str> = log.lines().rev().take(30).collect();
+        ProcessError::NotReady {
+            name: self.name.clone(),
+            waited,
+            last,
+            log_tail: tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
+        }
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub async fn stop(&mut self, deadline: Duration) -> Result<ExitStatus, ProcessError> {
+        self.signal("TERM")?;
+        let name = self.name.clone();
+        let Some(child) = self.child.as_mut() else {
+            return Err(ProcessError::DidNotStop {
+                name,
+                waited: Duration::ZERO,
+            });
+        };
+        match tokio::time::timeout(deadline, child.wait()).await {
+            Ok(Ok(status)) => {
+                self.child = None;
+                Ok(status)
+            }
+            Ok(Err(source)) => Err(ProcessError::Io {
+                what: format!("waiting for {name}"),
+                source,
+            }),
+            Err(_) => Err(ProcessError::DidNotStop {
+                name,
+                waited: deadline,
+            }),
+        }
+    }
+
+    /// SIGKILL: a crash, with no chance to clean up.
+    pub async fn kill(&mut self) -> Result<(), ProcessError> {
+        if let Some(mut child) = self.child.take() {
+            child.kill().await.map_err(|source| ProcessError::Io {
+                what: format!("killing {}", self.name),
+                source,
+            })?;
+        }
+        Ok(())
+    }
+
+    fn signal(&self, signal: &str) -> Result<(), ProcessError> {
+        let Some(pid) = self.pid() else {
+            return Ok(());
+        };
+        std::process::Command::new("kill")
+            .args(["-s", signal, &pid.to_string()])
+            .status()
+            .map(drop)
+            .map_err(|source| ProcessError::Io {
+                what: format!("signalling {}", self.name),
+                source,
+            })
+    }
+}
+
+/// A minimal HTTP/1.1 GET on 127.0.0.1 (no client library needed for three endpoints).
+pub async fn get(port: u16, path: &str) -> Result<(u16, String), String> {
+    let exchange = async {
+        let mut stream = TcpStream::connect(("127.0.0.1", port))
+            .await
+            .map_err(|e| e.to_string())?;
+        stream
+            .write_all(
+                format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+                    .as_bytes(),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut response = Vec::new();
+        stream
+            .read_to_end(&mut response)
+            .await
+            .map_err(|e| e.to_string())?;
+        let text = String::from_utf8_lossy(&response).into_owned();
+        let status = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|code| code.parse().ok())
+            .ok_or_else(|| format!("not an HTTP response: {text:?}"))?;
+        let body = text
+            .split_once("\r\n\r\n")
+            .map(|(_, body)| body.to_owned())
+            .unwrap_or_default();
+        Ok((status, body))
+    };
+    tokio::time::timeout(Duration::from_secs(5), exchange)
+        .await
+        .map_err(|_| format!("GET {path} timed out"))?
+}

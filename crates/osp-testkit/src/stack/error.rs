@@ -1,0 +1,98 @@
+//! The testkit's one error type: why a throwaway server could not be found, started, reached
+//! or stopped.
+
+use std::time::Duration;
+
+/// What went wrong with a throwaway server. Startup failures carry the tail of that server's
+/// log, because the cause (a bad flag, a port taken, a crash) is almost always written there.
+#[derive(Debug, thiserror::Error)]
+pub enum StackError {
+    /// A server binary was not found where the testkit looks for it.
+    #[error("cannot find `{name}` (searched {searched}); {hint}")]
+    MissingBinary {
+        /// The program that is missing, such as `initdb` or `temporal`.
+        name: String,
+        /// Every place looked at, the variable that overrides the search first.
+        searched: String,
+        /// What to do about it.
+        hint: &'static str,
+    },
+    /// A file system or process operation failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What the testkit was doing.
+        context: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A server process (or `initdb`) exited, or could not bind its port, before it was ready.
+    #[error("{what} failed to start: {reason}\n--- last lines of its log ---\n{log_tail}")]
+    StartupFailed {
+        /// Which server.
+        what: String,
+        /// Why, in a few words (exit status, port taken on every attempt).
+        reason: String,
+        /// The last lines of the server's log.
+        log_tail: String,
+    },
+    /// A server process kept running but did not answer before the deadline.
+    #[error(
+        "{what} was not ready after {waited:?} (last probe: {last_error})\n--- last lines of its log ---\n{log_tail}"
+    )]
+    NotReady {
+        /// Which server.
+        what: String,
+        /// How long the testkit waited.
+        waited: Duration,
+        /// The error of the last readiness probe.
+        last_error: String,
+        /// The last lines of the server's log.
+        log_tail: String,
+    },
+    /// A statement against the throwaway Postgres (or through the PgBouncer) failed.
+    #[error("postgres error: {}", postgres_detail(.0))]
+    Postgres(#[from] tokio_postgres::Error),
+    /// A call to the Temporal dev server failed.
+    #[error("temporal dev server error: {0}")]
+    Temporal(String),
+    /// A database name the testkit will not put into SQL and URLs.
+    #[error(
+        "invalid database name {name:?}: use 1 to 63 ASCII letters, digits and underscores, not starting with a digit"
+    )]
+    InvalidDatabaseName {
+        /// The rejected name.
+        name: String,
+    },
+    /// Stopping a server did not finish cleanly (it had to be killed, or could not be reaped).
+    #[error("{what} did not stop cleanly: {reason}")]
+    StopFailed {
+        /// Which server.
+        what: String,
+        /// What happened.
+        reason: String,
+    },
+}
+
+impl StackError {
+    /// An [`StackError::Io`] with what the testkit was doing.
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        StackError::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
+/// A tokio-postgres error with its causes: its own `Display` says only "db error", and the
+/// server's message (which names the problem) is in the source chain.
+pub(crate) fn postgres_detail(error: &tokio_postgres::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

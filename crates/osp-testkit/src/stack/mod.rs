@@ -1,0 +1,42 @@
+//! The local throwaway stack: PostgreSQL, a transaction-mode PgBouncer in front of it and a
+//! Temporal dev server, each on free ports and in its own temp dir, stopped and removed when
+//! dropped (also when the test that owns them panics).
+
+mod binaries;
+mod error;
+mod pgbouncer;
+mod postgres;
+mod process;
+mod temporal;
+
+pub use error::StackError;
+pub use pgbouncer::PgBouncer;
+pub use postgres::Postgres;
+pub use temporal::{TemporalDevServer, TemporalOptions};
+
+/// Everything the OSP binaries talk to, ready to use. Dropping it stops all three servers
+/// and removes their directories.
+#[derive(Debug)]
+pub struct Stack {
+    /// The database, reached directly (for LISTEN, migrations, assertions).
+    pub postgres: Postgres,
+    /// The transaction-mode pooler in front of `postgres` (what `DATABASE_URL` points at in
+    /// production deployments behind Supabase's pooler).
+    pub pgbouncer: PgBouncer,
+    /// The Temporal frontend, namespace `default`.
+    pub temporal: TemporalDevServer,
+}
+
+impl Stack {
+    /// Starts Postgres and Temporal concurrently, then the PgBouncer in front of Postgres.
+    /// If any part fails, the parts already started are stopped and removed.
+    pub async fn start() -> Result<Stack, StackError> {
+        let (postgres, temporal) = tokio::try_join!(Postgres::start(), TemporalDevServer::start())?;
+        let pgbouncer = PgBouncer::start(&postgres).await?;
+        Ok(Stack {
+            postgres,
+            pgbouncer,
+            temporal,
+        })
+    }
+}

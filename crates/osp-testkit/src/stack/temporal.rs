@@ -1,0 +1,265 @@
+//! A throwaway Temporal dev server (`temporal server start-dev`, in-memory persistence) on
+//! free ports, stopped and removed when dropped.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use temporalio_client::tonic;
+use temporalio_client::{Connection, ConnectionOptions, RetryOptions, Url};
+use temporalio_common::protos::temporal::api::workflowservice::v1::DescribeNamespaceRequest;
+
+use super::process::{
+    self, NotStarted, PORT_ATTEMPTS, PortPlan, ServerProcess, StopSignal, TempDir,
+};
+use super::{StackError, binaries};
+
+/// How long a started dev server gets to answer for every namespace it was asked to create.
+const READY_DEADLINE: Duration = Duration::from_secs(60);
+
+const HOST: &str = "127.0.0.1";
+const DEFAULT_NAMESPACE: &str = "default";
+
+/// Extra settings for [`TemporalDevServer::start_with`].
+#[derive(Debug, Clone, Default)]
+pub struct TemporalOptions {
+    /// Each pair becomes `--dynamic-config-value KEY=VALUE`; the value is JSON
+    /// (`("frontend.enableUpdateWorkflowExecution".into(), "true".into())`).
+    pub dynamic_config: Vec<(String, String)>,
+    /// Namespaces to create besides `default` (`--namespace`).
+    pub namespaces: Vec<String>,
+}
+
+/// The three ports the dev server binds that we choose (it picks its internal membership
+/// ports itself, also free ones).
+#[derive(Debug, Clone, Copy)]
+struct Ports {
+    grpc: u16,
+    http: u16,
+    metrics: u16,
+}
+
+/// A running (or stopped, see [`TemporalDevServer::stop`]) Temporal dev server with
+/// in-memory state, headless (no web UI).
+#[derive(Debug)]
+pub struct TemporalDevServer {
+    /// `None` while stopped. Declared before `dir` so it stops before the dir is removed.
+    process: Option<ServerProcess>,
+    binary: PathBuf,
+    options: TemporalOptions,
+    ports: Ports,
+    dir: TempDir,
+}
+
+impl TemporalDevServer {
+    /// Starts a dev server with the defaults: namespace `default` only.
+    pub async fn start() -> Result<TemporalDevServer, StackError> {
+        Self::start_with(TemporalOptions::default()).await
+    }
+
+    /// Starts a dev server with extra namespaces and dynamic config.
+    pub async fn start_with(options: TemporalOptions) -> Result<TemporalDevServer, StackError> {
+        Self::start_on(options, PortPlan::Fresh).await
+    }
+
+    async fn start_on(
+        options: TemporalOptions,
+        ports: PortPlan,
+    ) -> Result<TemporalDevServer, StackError> {
+        let binary = binaries::temporal_binary()?;
+        let dir = TempDir::create("temporal")?;
+        let mut server = TemporalDevServer {
+            process: None,
+            binary,
+            options,
+            ports: Ports {
+                grpc: 0,
+                http: 0,
+                metrics: 0,
+            },
+            dir,
+        };
+        server.launch(ports).await?;
+        Ok(server)
+    }
+
+    /// The frontend gRPC address, `127.0.0.1:PORT`.
+    pub fn address(&self) -> String {
+        format!("{HOST}:{}", self.ports.grpc)
+    }
+
+    /// Always `default`.
+    pub fn namespace(&self) -> &str {
+        DEFAULT_NAMESPACE
+    }
+
+    /// The CLI process id while running.
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().map(ServerProcess::pid)
+    }
+
+    /// The instance's temp dir (the server's cwd) with `temporal.log`.
+    pub fn root_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Stops the server, which loses its in-memory state; the address stays the same for
+    /// [`TemporalDevServer::start_again`]. Does nothing when already stopped.
+    pub async fn stop(&mut self) -> Result<(), StackError> {
+        if let Some(mut process) = self.process.take() {
+            process.stop().await?;
+        }
+        Ok(())
+    }
+
+    /// Starts the stopped server again on the same gRPC port (empty: the state was in
+    /// memory). Does nothing when already running.
+    pub async fn start_again(&mut self) -> Result<(), StackError> {
+        if self.process.is_some() {
+            return Ok(());
+        }
+        self.launch(PortPlan::Keep).await
+    }
+
+    /// Starts the CLI, on other ports while one is taken. With [`PortPlan::Keep`] (a restart)
+    /// the frontend port stays; the HTTP and metrics ports, which nobody is told about, may
+    /// change.
+    async fn launch(&mut self, ports: PortPlan) -> Result<(), StackError> {
+        for attempt in 0..PORT_ATTEMPTS {
+            let [http, metrics] = process::free_ports()?;
+            self.ports = Ports {
+                grpc: ports.port_for(attempt)?.unwrap_or(self.ports.grpc),
+                http,
+                metrics,
+            };
+            let mut server = ServerProcess::spawn(
+                "temporal dev server",
+                self.command(),
+                &self.log_path(),
+                StopSignal::Terminate,
+            )?;
+            let address = self.address();
+            let mut namespaces = vec![DEFAULT_NAMESPACE.to_owned()];
+            namespaces.extend(self.options.namespaces.iter().cloned());
+            let ready = server
+                .wait_until_ready(self.ports.grpc, READY_DEADLINE, || {
+                    probe(address.clone(), namespaces.clone())
+                })
+                .await;
+            match ready {
+                Ok(()) => {
+                    self.process = Some(server);
+                    return Ok(());
+                }
+                Err(NotStarted::PortInUse) => continue,
+                Err(NotStarted::Failed(error)) => return Err(error),
+            }
+        }
+        Err(StackError::StartupFailed {
+            what: "temporal dev server".to_owned(),
+            reason: format!(
+                "another process took one of its ports on each of {PORT_ATTEMPTS} attempts"
+            ),
+            log_tail: process::log_tail(&self.log_path()),
+        })
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("temporal.log")
+    }
+
+    fn command(&self) -> std::process::Command {
+        // Temporal has no objection to root, so it runs as the current user.
+        let mut command = process::command(&self.binary, self.dir.path(), false);
+        command
+            .args(["server", "start-dev", "--ip", HOST, "--headless"])
+            .args(["--log-level", "warn"])
+            .arg("--port")
+            .arg(self.ports.grpc.to_string())
+            .arg("--http-port")
+            .arg(self.ports.http.to_string())
+            .arg("--metrics-port")
+            .arg(self.ports.metrics.to_string());
+        for namespace in &self.options.namespaces {
+            command.arg("--namespace").arg(namespace);
+        }
+        for (key, value) in &self.options.dynamic_config {
+            command
+                .arg("--dynamic-config-value")
+                .arg(format!("{key}={value}"));
+        }
+        // The CLI's client settings (address, TLS, profile) must not leak into the server.
+        for variable in [
+            "TEMPORAL_ADDRESS",
+            "TEMPORAL_NAMESPACE",
+            "TEMPORAL_API_KEY",
+            "TEMPORAL_TLS",
+            "TEMPORAL_PROFILE",
+            "TEMPORAL_CONFIG_FILE",
+        ] {
+            command.env_remove(variable);
+        }
+        command
+    }
+}
+
+impl Drop for TemporalDevServer {
+    fn drop(&mut self) {
+        if let Some(mut process) = self.process.take()
+            && let Err(error) = process.stop_blocking()
+        {
+            tracing::warn!(%error, "stopping the testkit temporal dev server on drop");
+        }
+    }
+}
+
+/// One readiness check: a gRPC connection (which calls GetSystemInfo) and DescribeNamespace
+/// for each namespace, since the CLI registers them after the frontend starts listening.
+async fn probe(address: String, namespaces: Vec<String>) -> Result<(), String> {
+    let url = Url::parse(&format!("http://{address}")).map_err(|error| error.to_string())?;
+    let options = ConnectionOptions::new(url)
+        .identity("osp-testkit")
+        .connect_timeout(Duration::from_secs(2))
+        // We poll ourselves; the client's own retries would only blur the deadline.
+        .retry_options(RetryOptions::no_retries())
+        .build();
+    let connection = Connection::connect(options)
+        .await
+        .map_err(|error| format!("connecting: {error}"))?;
+    let mut service = connection.workflow_service();
+    for namespace in namespaces {
+        let request = DescribeNamespaceRequest {
+            namespace: namespace.clone(),
+            ..Default::default()
+        };
+        service
+            .describe_namespace(tonic::Request::new(request))
+            .await
+            .map_err(|status| format!("describing namespace {namespace}: {status}"))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_taken_port_is_detected_and_another_one_used() {
+        let squatter = std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let taken = squatter.local_addr().unwrap().port();
+        let options = TemporalOptions {
+            dynamic_config: vec![("limit.maxIDLength".to_owned(), "255".to_owned())],
+            namespaces: vec!["osp-extra".to_owned()],
+        };
+        let server = TemporalDevServer::start_on(options, PortPlan::FirstThenFresh(taken))
+            .await
+            .unwrap();
+        assert_ne!(server.ports.grpc, taken);
+        let log = process::log_tail(&server.log_path());
+        assert!(log.contains("address already in use"), "{log}");
+        // Ready means every namespace answered, the extra one included.
+        probe(server.address(), vec!["osp-extra".to_owned()])
+            .await
+            .unwrap();
+    }
+}

@@ -1,0 +1,223 @@
+//! Checks the invariants ARCHITECTURE.md states, from `cargo metadata` and the source tree,
+//! so that the document stays true (after rust-analyzer's `tidy`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .unwrap()
+        .to_path_buf()
+}
+
+/// Package name -> names of its normal (non-dev, non-build) dependencies, resolved.
+struct Graph {
+    normal: BTreeMap<String, BTreeSet<String>>,
+    workspace: BTreeSet<String>,
+}
+
+impl Graph {
+    fn load() -> Self {
+        let output = Command::new(env!("CARGO"))
+            .args(["metadata", "--format-version", "1", "--locked"])
+            .current_dir(workspace_root())
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let metadata: Value = serde_json::from_slice(&output.stdout).unwrap();
+        let name_of: BTreeMap<&str, &str> = metadata["packages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| (p["id"].as_str().unwrap(), p["name"].as_str().unwrap()))
+            .collect();
+        let workspace = metadata["workspace_members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|id| name_of[id.as_str().unwrap()].to_owned())
+            .collect();
+        let mut normal = BTreeMap::new();
+        for node in metadata["resolve"]["nodes"].as_array().unwrap() {
+            let deps = node["deps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|dep| {
+                    dep["dep_kinds"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .any(|kind| kind["kind"].is_null())
+                })
+                .map(|dep| name_of[dep["pkg"].as_str().unwrap()].to_owned())
+                .collect();
+            normal.insert(name_of[node["id"].as_str().unwrap()].to_owned(), deps);
+        }
+        Self { normal, workspace }
+    }
+
+    fn direct(&self, package: &str) -> &BTreeSet<String> {
+        &self.normal[package]
+    }
+
+    /// Everything `package` links, transitively, through normal dependencies.
+    fn transitive(&self, package: &str) -> BTreeSet<String> {
+        let mut seen = BTreeSet::new();
+        let mut todo = vec![package.to_owned()];
+        while let Some(next) = todo.pop() {
+            for dep in self.normal.get(&next).into_iter().flatten() {
+                if seen.insert(dep.clone()) {
+                    todo.push(dep.clone());
+                }
+            }
+        }
+        seen
+    }
+
+    fn osp_deps(&self, package: &str) -> BTreeSet<String> {
+        self.transitive(package)
+            .into_iter()
+            .filter(|dep| self.workspace.contains(dep))
+            .collect()
+    }
+}
+
+#[test]
+fn osp_core_depends_on_no_other_osp_crate_and_no_io_library() {
+    let graph = Graph::load();
+    assert_eq!(graph.osp_deps("osp-core"), BTreeSet::new());
+    let linked = graph.transitive("osp-core");
+    for io in [
+        "tokio-postgres",
+        "deadpool-postgres",
+        "tonic",
+        "hyper",
+        "reqwest",
+    ] {
+        assert!(!linked.contains(io), "osp-core links {io}");
+    }
+}
+
+#[test]
+fn workflows_never_link_the_database_side() {
+    let graph = Graph::load();
+    let linked = graph.transitive("osp-workflows");
+    for forbidden in [
+        "osp-activities",
+        "tokio-postgres",
+        "deadpool-postgres",
+        "postgres-protocol",
+    ] {
+        assert!(
+            !linked.contains(forbidden),
+            "osp-workflows links {forbidden}"
+        );
+    }
+}
+
+#[test]
+fn the_database_side_does_not_link_the_workflows() {
+    let graph = Graph::load();
+    assert!(!graph.transitive("osp-activities").contains("osp-workflows"));
+}
+
+#[test]
+fn only_the_assemblers_link_both_sides() {
+    let graph = Graph::load();
+    let both: BTreeSet<String> = graph
+        .workspace
+        .iter()
+        .filter(|package| {
+            let linked = graph.transitive(package);
+            linked.contains("osp-workflows") && linked.contains("osp-activities")
+        })
+        .cloned()
+        .collect();
+    let allowed: BTreeSet<String> = ["osp-worker", "osp-testkit"].map(String::from).into();
+    assert!(both.is_subset(&allowed), "{both:?}");
+}
+
+#[test]
+fn libraries_use_thiserror_not_anyhow() {
+    let graph = Graph::load();
+    for library in ["osp-core", "osp-activities", "osp-workflows"] {
+        assert!(
+            !graph.direct(library).contains("anyhow"),
+            "{library} depends on anyhow"
+        );
+    }
+}
+
+fn files_under(dir: &Path, extension: &str, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files_under(&path, extension, out);
+        } else if path.extension().is_some_and(|e| e == extension) {
+            out.push(path);
+        }
+    }
+}
+
+#[test]
+fn crates_are_named_like_their_directories_and_inherit_the_workspace_lints() {
+    let graph = Graph::load();
+    let crates = workspace_root().join("crates");
+    let mut dirs = BTreeSet::new();
+    for entry in std::fs::read_dir(&crates).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+        let manifest = std::fs::read_to_string(path.join("Cargo.toml")).unwrap();
+        assert!(manifest.contains(&format!("name = \"{name}\"")), "{name}");
+        assert!(
+            manifest.contains("[lints]\nworkspace = true"),
+            "{name} does not inherit [workspace.lints]"
+        );
+        dirs.insert(name);
+    }
+    assert_eq!(dirs, graph.workspace);
+}
+
+#[test]
+fn every_source_file_says_what_it_is_for() {
+    let mut files = Vec::new();
+    files_under(&workspace_root().join("crates"), "rs", &mut files);
+    assert!(files.len() > 10);
+    let mut problems = Vec::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        if !text.starts_with("//!") {
+            problems.push(format!(
+                "{}: does not start with a //! line",
+                file.display()
+            ));
+        }
+        if text.contains(&["#[", "ignore]"].concat()) {
+            problems.push(format!(
+                "{}: an ignored test hides a failure",
+                file.display()
+            ));
+        }
+    }
+    let mut sql = Vec::new();
+    files_under(&workspace_root().join("crates"), "sql", &mut sql);
+    for file in &sql {
+        if !std::fs::read_to_string(file).unwrap().starts_with("-- ") {
+            problems.push(format!(
+                "{}: does not start with a -- comment",
+                file.display()
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
