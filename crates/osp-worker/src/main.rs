@@ -14,7 +14,10 @@ const USAGE: &str = "usage: osp-worker [run | migrate | --version | --help]
 Configuration comes from the environment and the TOML file named by OSP_CONFIG;
 see docs/configuration.md.";
 
-#[expect(clippy::print_stdout, reason = "--version and --help answer on standard output")]
+#[expect(
+    clippy::print_stdout,
+    reason = "--version and --help answer on standard output"
+)]
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let command = match args.as_slice() {
