@@ -460,7 +460,7 @@ fn bad_configurations_exit_non_zero_listing_every_problem_without_secrets() {
             ],
             vec![
                 "TEMPORAL_ADDRESS:",
-                "missing port",
+                "is missing a port",
                 "HEALTH_CHECK_PORT:",
                 "DATABASE_URL: is required",
             ],
