@@ -51,7 +51,7 @@ async fn emit(
 ) -> Uuid {
     client
         .query_one(
-            "select api.emit_domain_event($1, $2, $3, $4)",
+            "select api.emit_domain_event($1::uuid, $2::text, $3::text, $4::jsonb)",
             &[&stream, &stream_type, &event_type, data],
         )
         .await
@@ -453,7 +453,7 @@ async fn an_idempotency_key_makes_a_repeated_emit_return_the_first_event() {
         async move {
             client
                 .query_one(
-                    "select api.emit_domain_event($1, 'organization', $2, $3, $4)",
+                    "select api.emit_domain_event($1::uuid, 'organization', $2::text, $3::jsonb, $4::jsonb)",
                     &[
                         &organization as &(dyn ToSql + Sync),
                         &event_type,
