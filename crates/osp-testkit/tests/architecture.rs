@@ -96,16 +96,54 @@ impl Graph {
 fn osp_core_depends_on_no_other_osp_crate_and_no_io_library() {
     let graph = Graph::load();
     assert_eq!(graph.osp_deps("osp-core"), BTreeSet::new());
+    // temporalio-common (for the activity definitions) brings the SDK's protobuf and gRPC
+    // types; no database driver, HTTP or mail client may come in.
     let linked = graph.transitive("osp-core");
     for io in [
         "tokio-postgres",
         "deadpool-postgres",
-        "tonic",
-        "hyper",
         "reqwest",
+        "lettre",
+        "hyper-rustls",
+        "tokio-postgres-rustls",
     ] {
         assert!(!linked.contains(io), "osp-core links {io}");
     }
+    assert!(
+        !graph.direct("osp-core").contains("tokio"),
+        "osp-core depends on tokio"
+    );
+}
+
+#[test]
+fn osp_core_code_does_no_io_and_reads_no_environment() {
+    let mut files = Vec::new();
+    files_under(
+        &workspace_root().join("crates/osp-core/src"),
+        "rs",
+        &mut files,
+    );
+    let mut problems = Vec::new();
+    for file in &files {
+        // Test modules may fake a file reader; only library code is checked.
+        if file.ends_with("tests.rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(file).unwrap();
+        let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+        for forbidden in [
+            "std::fs",
+            "std::net",
+            "std::env::",
+            "std::process",
+            "tokio::",
+        ] {
+            if code.contains(forbidden) {
+                problems.push(format!("{}: uses {forbidden}", file.display()));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
 #[test]
