@@ -189,6 +189,10 @@ pub async fn run(
             wait_for_database(&pool, &health, &osp_metrics),
         )
     };
+    let connected = tracing::Instrument::instrument(
+        connected,
+        tracing::info_span!("worker.startup", %identity),
+    );
     let client = tokio::select! {
         (client, ()) = connected => client,
         () = &mut shutdown => {

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::process::ExitCode;
 
-use osp_core::config::{MigrateConfig, Sources, WorkerConfig};
+use osp_core::config::{LogSettings, MigrateConfig, Sources, TelemetrySettings, WorkerConfig};
 
 const USAGE: &str = "usage: osp-worker [run | migrate | --version | --help]
 
@@ -33,11 +33,14 @@ fn main() -> ExitCode {
     };
     match command {
         "run" => match WorkerConfig::load(&sources) {
-            Ok(config) => execute(&config.log.clone(), run(config)),
+            Ok(config) => {
+                let (log, telemetry) = (config.log.clone(), config.telemetry.clone());
+                execute(&log, Some(&telemetry), run(config))
+            }
             Err(error) => config_error(&error),
         },
         "migrate" => match MigrateConfig::load(&sources) {
-            Ok(config) => execute(&config.log.clone(), migrate(config)),
+            Ok(config) => execute(&config.log.clone(), None, migrate(config)),
             Err(error) => config_error(&error),
         },
         "--version" | "-V" => {
@@ -62,13 +65,10 @@ fn config_error(error: &osp_core::config::ConfigError) -> ExitCode {
 }
 
 fn execute(
-    log: &osp_core::config::LogSettings,
+    log: &LogSettings,
+    telemetry: Option<&TelemetrySettings>,
     job: impl Future<Output = anyhow::Result<()>>,
 ) -> ExitCode {
-    if let Err(error) = osp_runtime::logging::init(log) {
-        eprintln!("osp-worker: {error}");
-        return ExitCode::from(2);
-    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -79,13 +79,29 @@ fn execute(
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(job) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            tracing::error!(error = %format!("{error:#}"), "osp-worker failed");
-            ExitCode::FAILURE
+    runtime.block_on(async {
+        // The OTLP exporter lives on the runtime; the guard flushes spans before exit.
+        let telemetry = match telemetry {
+            Some(telemetry) => {
+                osp_runtime::logging::init_with_telemetry(log, telemetry, "osp-worker").map(Some)
+            }
+            None => osp_runtime::logging::init(log).map(|()| None),
+        };
+        let _flush_on_exit = match telemetry {
+            Ok(guard) => guard,
+            Err(error) => {
+                eprintln!("osp-worker: {error}");
+                return ExitCode::from(2);
+            }
+        };
+        match job.await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                tracing::error!(error = %format!("{error:#}"), "osp-worker failed");
+                ExitCode::FAILURE
+            }
         }
-    }
+    })
 }
 
 async fn run(config: WorkerConfig) -> anyhow::Result<()> {

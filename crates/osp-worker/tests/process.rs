@@ -572,3 +572,38 @@ fn an_api_key_never_reaches_the_logs_while_retrying() {
         assert!(!output.contains(secret), "{secret} leaked:\n{output}");
     }
 }
+
+#[tokio::test]
+async fn spans_are_exported_over_otlp_when_an_endpoint_is_set() {
+    let env = Env::start().await;
+    // A stand-in collector: it only has to see the exporter's gRPC (HTTP/2) connection.
+    let collector = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", collector.local_addr().unwrap());
+    let received = tokio::spawn(async move {
+        let (mut stream, _) = collector.accept().await.unwrap();
+        let mut preface = [0u8; 24];
+        tokio::io::AsyncReadExt::read_exact(&mut stream, &mut preface)
+            .await
+            .unwrap();
+        preface
+    });
+    let mut worker = env.worker(
+        "otlp",
+        &env.env("otlp-queue", &[("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)]),
+    );
+    worker.wait_ready(Duration::from_secs(60)).await.unwrap();
+    // Shutdown flushes the buffered spans, so the export happens by then at the latest.
+    assert!(
+        worker
+            .stop(Duration::from_secs(30))
+            .await
+            .unwrap()
+            .success()
+    );
+    let preface = tokio::time::timeout(Duration::from_secs(15), received)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&preface, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+    env.assert_no_secret(&worker.log());
+}
