@@ -149,4 +149,16 @@ pub const KEYS: &[Key] = &[
     super::worker::SMTP_USERNAME,
     super::worker::SMTP_PASSWORD,
     super::worker::SMTP_FROM,
+    // The bridge's own settings (bridge.rs).
+    super::bridge::OSP_BRIDGE_ID,
+    super::bridge::OSP_BRIDGE_BATCH_SIZE,
+    super::bridge::OSP_BRIDGE_MAX_IN_FLIGHT,
+    super::bridge::OSP_BRIDGE_LEASE_SECONDS,
+    super::bridge::OSP_BRIDGE_MAX_ATTEMPTS,
+    super::bridge::OSP_BRIDGE_RETRY_INITIAL_MS,
+    super::bridge::OSP_BRIDGE_RETRY_MAX_MS,
+    super::bridge::OSP_BRIDGE_SWEEP_INTERVAL_MS,
+    super::bridge::OSP_BRIDGE_FALLBACK_SWEEP_INTERVAL_MS,
+    super::bridge::OSP_BRIDGE_MAX_PAYLOAD_BYTES,
+    super::bridge::OSP_BRIDGE_REALTIME,
 ];

@@ -71,6 +71,8 @@ pub(super) struct Context<'a> {
     env: &'a dyn Strings,
     read_file: &'a dyn Fn(&Path) -> std::io::Result<String>,
     file: Option<FileLayer>,
+    /// Temporal's `temporal.toml` profile, below the `OSP_CONFIG` file.
+    profile: Option<super::temporal_profile::ProfileLayer>,
     problems: Vec<ConfigProblem>,
 }
 
@@ -82,10 +84,22 @@ impl<'a> Context<'a> {
             env: sources.env,
             read_file: sources.read_file,
             file: None,
+            profile: None,
             problems: Vec::new(),
         };
         if let Some(path) = cx.env_value(OSP_CONFIG) {
             cx.file = cx.load_file(PathBuf::from(path));
+        }
+        let mut problems = Vec::new();
+        let env = |name: &str| cx.env_value(name);
+        let inputs = super::temporal_profile::Inputs {
+            env: &env,
+            read_file: cx.read_file,
+        };
+        let profile = super::temporal_profile::load(&inputs, &mut problems);
+        cx.profile = profile;
+        for (key, message) in problems {
+            cx.problem(key, message);
         }
         cx
     }
@@ -149,17 +163,29 @@ impl<'a> Context<'a> {
                 };
             }
         }
-        let Some(file) = &self.file else {
-            return Setting::Unset;
+        let from_file = self.file.as_ref().and_then(|file| {
+            let value = file.values.get(key.file)?;
+            Some((format!("{} in {}", key.file, file.path.display()), value))
+        });
+        let Some((origin, value)) = from_file else {
+            return match self
+                .profile
+                .as_ref()
+                .and_then(|profile| Some((profile.values.get(key.file)?, &profile.origin)))
+            {
+                Some((value, origin)) => Setting::Valid {
+                    value: value.trim().to_owned(),
+                    origin: format!("{} in {origin}", key.file),
+                },
+                None => Setting::Unset,
+            };
         };
-        let origin = format!("{} in {}", key.file, file.path.display());
-        match file.values.get(key.file) {
-            None => Setting::Unset,
-            Some(FileValue::Text(value)) => Setting::Valid {
+        match value {
+            FileValue::Text(value) => Setting::Valid {
                 value: value.trim().to_owned(),
                 origin,
             },
-            Some(FileValue::Unsupported(kind)) => {
+            FileValue::Unsupported(kind) => {
                 let message = format!("must be a string, integer or boolean, not {kind}");
                 self.problem(origin.clone(), message);
                 Setting::Invalid { origin }

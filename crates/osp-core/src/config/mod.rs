@@ -7,10 +7,12 @@
 //! problem; secret values never appear in it, nor in `Debug` or `Display` of the settings.
 //! `docs/configuration.md` describes every setting.
 
+mod bridge;
 mod error;
 mod keys;
 mod layers;
 mod sections;
+mod temporal_profile;
 #[cfg(test)]
 mod tests;
 mod values;
@@ -20,6 +22,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+pub use bridge::*;
 pub use error::{ConfigError, ConfigProblem};
 pub use keys::{
     DATABASE_URL, ENABLE_HEALTH_CHECK, HEALTH_CHECK_PORT, KEYS, Key, LISTEN_DATABASE_URL,
@@ -33,6 +36,7 @@ pub use sections::{
     HealthSettings, LogFormat, LogSettings, SupabaseSettings, TelemetrySettings, TemporalSettings,
     TlsSettings,
 };
+pub use temporal_profile::{TEMPORAL_CONFIG_FILE, TEMPORAL_PROFILE};
 pub use values::{DatabaseUrl, HostPort, InvalidValue, Secret};
 pub use worker::*;
 
@@ -193,6 +197,8 @@ pub struct BridgeConfig {
     pub log: LogSettings,
     /// OpenTelemetry export.
     pub telemetry: TelemetrySettings,
+    /// Claiming, dispatching, retrying, sweeping and shutting down.
+    pub bridge: BridgeSettings,
 }
 
 impl BridgeConfig {
@@ -205,6 +211,7 @@ impl BridgeConfig {
         let health = HealthSettings::parse(&mut cx);
         let log = LogSettings::parse(&mut cx);
         let telemetry = TelemetrySettings::parse(&mut cx);
+        let bridge = BridgeSettings::parse(&mut cx, supabase.as_ref());
         let config = (|| {
             Some(BridgeConfig {
                 temporal: temporal?,
@@ -213,6 +220,7 @@ impl BridgeConfig {
                 health: health?,
                 log: log?,
                 telemetry: telemetry?,
+                bridge: bridge?,
             })
         })();
         cx.finish(config)
@@ -233,6 +241,8 @@ impl fmt::Display for BridgeConfig {
                 ("health", Some(self.health.fields())),
                 ("log", Some(self.log.fields())),
                 ("telemetry", Some(self.telemetry.fields())),
+                ("bridge", Some(self.bridge.fields())),
+                ("", Some(self.bridge.shared_fields())),
             ],
         )
     }

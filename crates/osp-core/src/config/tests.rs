@@ -927,7 +927,11 @@ fn programs_read_only_what_they_need() {
         "temporal.address=t:7233 temporal.namespace=default temporal.task_queue=osp-queue \
          temporal.api_key=none temporal.tls=off database.url=postgres://db database.listen_url=postgres://db \
          supabase=none health.enabled=true health.port=8080 log.format=json log.filter=info \
-         telemetry.otlp_endpoint=none"
+         telemetry.otlp_endpoint=none bridge.id=osp-bridge bridge.batch_size=100 \
+         bridge.max_in_flight=32 bridge.lease_seconds=60 bridge.max_attempts=10 \
+         bridge.retry_initial_ms=1000 bridge.retry_max_ms=60000 bridge.sweep_interval_ms=15000 \
+         bridge.fallback_sweep_interval_ms=1000 bridge.max_payload_bytes=262144 \
+         bridge.realtime=false database.pool_size=36 shutdown.grace_seconds=30"
     );
     let err = load_exact(&[], &[], BridgeConfig::load).unwrap_err();
     let keys: Vec<&str> = err.problems.iter().map(|p| p.key.as_str()).collect();
@@ -976,7 +980,7 @@ fn keys_are_unique_and_complete() {
     files.sort_unstable();
     files.dedup();
     assert_eq!((names.len(), files.len()), count);
-    assert_eq!(KEYS.len(), 18 + WORKER_KEYS.len());
+    assert_eq!(KEYS.len(), 18 + WORKER_KEYS.len() + BRIDGE_KEYS.len());
     let secret: Vec<&str> = KEYS.iter().filter(|k| k.secret).map(|k| k.env).collect();
     assert_eq!(
         secret,
