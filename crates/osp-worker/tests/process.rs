@@ -607,3 +607,84 @@ async fn spans_are_exported_over_otlp_when_an_endpoint_is_set() {
     assert_eq!(&preface, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
     env.assert_no_secret(&worker.log());
 }
+
+#[tokio::test]
+async fn worker_controller_variables_turn_worker_versioning_on() {
+    let env = Env::start().await;
+    let mut worker = env.worker(
+        "versioned",
+        &env.env(
+            "versioned-queue",
+            &[
+                ("TEMPORAL_DEPLOYMENT_NAME", "osp".to_owned()),
+                ("TEMPORAL_WORKER_BUILD_ID", "build-7".to_owned()),
+            ],
+        ),
+    );
+    worker.wait_ready(Duration::from_secs(60)).await.unwrap();
+    // What the Worker Controller does once a version is healthy: make it current.
+    let temporal = std::env::var("OSP_TEMPORAL_BIN").unwrap_or_else(|_| "temporal".to_owned());
+    let address = env.temporal.address();
+    let set_current = tokio::task::spawn_blocking(move || {
+        Command::new(temporal)
+            .args([
+                "worker",
+                "deployment",
+                "set-current-version",
+                "--address",
+                &address,
+            ])
+            .args(["--deployment-name", "osp", "--build-id", "build-7", "--yes"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        set_current.status.success(),
+        "{}",
+        String::from_utf8_lossy(&set_current.stderr)
+    );
+
+    let client = env.client().await;
+    let handle = client
+        .start_workflow(
+            CreateServiceWorkflow::run,
+            ServiceData {
+                name: "versioned".into(),
+                description: None,
+                service_schema: None,
+                metadata: None,
+            },
+            WorkflowStartOptions::new("versioned-queue", "svc-versioned").build(),
+        )
+        .await
+        .unwrap();
+    let service = tokio::time::timeout(
+        Duration::from_secs(30),
+        handle.get_result(WorkflowGetResultOptions::default()),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(service.name, "versioned");
+    let description = client
+        .get_workflow_handle::<CreateServiceWorkflow>("svc-versioned")
+        .describe(Default::default())
+        .await
+        .unwrap();
+    let versioning = description
+        .raw()
+        .workflow_execution_info
+        .as_ref()
+        .and_then(|info| info.versioning_info.as_ref());
+    let text = format!("{versioning:?}");
+    assert!(text.contains("build-7") && text.contains("osp"), "{text}");
+    assert!(
+        worker
+            .stop(Duration::from_secs(30))
+            .await
+            .unwrap()
+            .success()
+    );
+}
