@@ -58,16 +58,9 @@ impl Mailer for LogMailer {
     }
 }
 
-/// How to reach the SMTP server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SmtpSecurity {
-    /// Plain text; only for a server on the same host or network namespace.
-    None,
-    /// STARTTLS upgrade (port 587).
-    StartTls,
-    /// TLS from the first byte (port 465).
-    Tls,
-}
+/// How to reach the SMTP server: the configuration's own type (`none` is only for a server
+/// on the same host or network namespace).
+pub use osp_core::config::SmtpSecurity;
 
 /// Settings of [`SmtpMailer`].
 #[derive(Clone)]

@@ -16,13 +16,9 @@ use std::time::{Duration, Instant};
 use deadpool_postgres::Pool;
 use osp_activities::deployer::Deployer;
 use osp_activities::dns::{CloudflareDns, CloudflareSettings, DnsProvider, LogDns};
-use osp_activities::email::{
-    LogMailer, Mailer, SmtpMailer, SmtpSecurity, SmtpSettings, SmtpSettingsError,
-};
+use osp_activities::email::{LogMailer, Mailer, SmtpMailer, SmtpSettings, SmtpSettingsError};
 use osp_activities::{MigrateError, MigrationReport, PlatformActivities, db};
-use osp_core::config::{
-    self, DnsSettings, EmailSettings, MigrateConfig, TemporalSettings, WorkerConfig,
-};
+use osp_core::config::{DnsSettings, EmailSettings, MigrateConfig, TemporalSettings, WorkerConfig};
 use osp_runtime::backoff::Backoff;
 use osp_runtime::metrics::MetricsError;
 use osp_runtime::{Health, Metrics, server, temporal};
@@ -121,11 +117,7 @@ fn mailer(settings: &EmailSettings) -> Result<Arc<dyn Mailer>, SmtpSettingsError
         } => Arc::new(SmtpMailer::new(&SmtpSettings {
             host: host.clone(),
             port: *port,
-            security: match security {
-                config::SmtpSecurity::StartTls => SmtpSecurity::StartTls,
-                config::SmtpSecurity::Tls => SmtpSecurity::Tls,
-                config::SmtpSecurity::None => SmtpSecurity::None,
-            },
+            security: *security,
             username: username.clone(),
             password: password.as_ref().map(|p| p.expose().to_owned()),
             from: from.clone(),
