@@ -1,6 +1,8 @@
 //! Integration tests of the SQL schema against a real PostgreSQL (and PgBouncer): the event
 //! store, the enqueue and projection triggers, the NOTIFY, and the migrator.
 
+#![expect(clippy::unwrap_used, reason = "test helpers fail the test loudly")]
+
 use std::time::Duration;
 
 use futures::{StreamExt, stream};

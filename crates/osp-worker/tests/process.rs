@@ -2,6 +2,8 @@
 //! readiness on polling, metrics, graceful shutdown during an activity, manifests, bad
 //! configurations, outages at start-up, and no secret in any output.
 
+#![expect(clippy::unwrap_used, reason = "test helpers fail the test loudly")]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
