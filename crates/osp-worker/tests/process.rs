@@ -446,7 +446,9 @@ async fn bad_manifests_stop_start_up_naming_the_problem() {
 
 #[test]
 fn bad_configurations_exit_non_zero_listing_every_problem_without_secrets() {
-    let cases: Vec<(Vec<(&str, String)>, Vec<&str>)> = vec![
+    // (environment, what the error must say)
+    type Case = (Vec<(&'static str, String)>, Vec<&'static str>);
+    let cases: Vec<Case> = vec![
         (
             vec![(
                 "DATABASE_URL",
