@@ -1,7 +1,8 @@
 -- OSP bridge: claiming workflow jobs (FOR UPDATE SKIP LOCKED, claimed events emitted in the
--- same statement) and settling them, fenced on the claim: started + completed, failed (with
--- or without a retry), released. Each is one statement, so all of it works through a
--- transaction-mode pooler; the projection still changes only through queue events.
+-- same statement), holding one during its start, and settling it, fenced on the claim:
+-- started + completed, failed (with or without a retry), released. Each is one statement or
+-- one transaction, so all of it works through a transaction-mode pooler; the projection still
+-- changes only through queue events.
 
 -- The correlation id a job's queue events carry: the one its pending event carries.
 create function osp_metadata.workflow_job_metadata(p_job public.workflow_queue_projection)
@@ -20,10 +21,11 @@ as $$
 $$;
 
 -- Claims up to p_batch jobs for p_worker_id: pending jobs whose available_at has come, and
--- processing jobs whose lease has expired (their bridge died or lost its database). Rows
--- another claimer holds are skipped, never waited for, so concurrent bridges never claim
--- the same job. Claimed events are appended in stream order, so two claims that touch the
--- same streams take the stream locks in the same order and cannot deadlock.
+-- processing jobs whose lease has expired (their bridge died or lost its database). A job is
+-- locked together with its stream, whose lock the claimed event needs; a job or stream that
+-- another transaction holds (another claim, a dispatcher holding the stream for a start, a
+-- writer appending to it) is skipped, never waited for. So concurrent claims never share a
+-- job, never block and never deadlock; a skipped job is claimed by the next claim or sweep.
 create function api.claim_workflow_jobs(p_worker_id text, p_batch integer, p_lease interval)
 returns table (
     job_id uuid,
@@ -70,12 +72,13 @@ begin
     from (
         select q.id
         from public.workflow_queue_projection q
+        join osp_metadata.streams s on s.stream_id = q.stream_id
         where (q.status = 'pending' and q.available_at <= now())
            or (q.status = 'processing' and q.lease_expires_at <= now())
         order by case when q.status = 'pending' then q.available_at else q.lease_expires_at end,
                  q.id
         limit p_batch
-        for update of q skip locked
+        for update of q, s skip locked
     ) c;
     if v_ids is null then
         return;
@@ -144,6 +147,29 @@ begin
         return null;
     end if;
     return v_job;
+end
+$$;
+
+-- Inside a transaction, before the workflow start: true when the claim (p_worker_id,
+-- attempt p_attempt) still holds the job, which is then locked together with its stream
+-- until the transaction ends. The bridge starts the workflow and records the start in that
+-- transaction, so everything the workflow appends to the stream comes after the started and
+-- completed events. False, and nothing locked, when the claim no longer holds the job.
+create function api.hold_workflow_job(p_job_id uuid, p_worker_id text, p_attempt integer)
+returns boolean
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+    v_job public.workflow_queue_projection;
+begin
+    v_job := osp_metadata.lock_claimed_workflow_job(p_job_id, p_worker_id, p_attempt);
+    if v_job.id is null then
+        return false;
+    end if;
+    perform 1 from osp_metadata.streams s where s.stream_id = v_job.stream_id for update;
+    return true;
 end
 $$;
 
@@ -300,11 +326,13 @@ $$;
 revoke all on function osp_metadata.workflow_job_metadata(public.workflow_queue_projection) from public;
 revoke all on function osp_metadata.lock_claimed_workflow_job(uuid, text, integer) from public;
 revoke all on function api.claim_workflow_jobs(text, integer, interval) from public, anon, authenticated;
+revoke all on function api.hold_workflow_job(uuid, text, integer) from public, anon, authenticated;
 revoke all on function api.complete_workflow_job(uuid, text, integer, text, text, boolean) from public, anon, authenticated;
 revoke all on function api.fail_workflow_job(uuid, text, integer, text, interval) from public, anon, authenticated;
 revoke all on function api.release_workflow_job(uuid, text, integer, text) from public, anon, authenticated;
 revoke all on function api.workflow_queue_depth() from public, anon, authenticated;
 grant execute on function api.claim_workflow_jobs(text, integer, interval) to service_role;
+grant execute on function api.hold_workflow_job(uuid, text, integer) to service_role;
 grant execute on function api.complete_workflow_job(uuid, text, integer, text, text, boolean) to service_role;
 grant execute on function api.fail_workflow_job(uuid, text, integer, text, interval) to service_role;
 grant execute on function api.release_workflow_job(uuid, text, integer, text) to service_role;

@@ -99,6 +99,47 @@ pub async fn connect(url: &str) -> Result<tokio_postgres::Client, DbError> {
     Ok(client)
 }
 
+/// One connection whose notifications (from `LISTEN`) arrive on the returned channel, which
+/// closes when the connection ends. Needs a direct or session-mode URL: behind a
+/// transaction-mode pooler the `LISTEN` session does not last.
+pub async fn connect_listening(
+    url: &str,
+) -> Result<
+    (
+        tokio_postgres::Client,
+        tokio::sync::mpsc::UnboundedReceiver<tokio_postgres::Notification>,
+    ),
+    DbError,
+> {
+    let mut config = parse_url(url)?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(Duration::from_secs(10));
+    }
+    let tls = tls_for(&config);
+    let (client, mut connection) = config.connect(tls).await?;
+    let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        // Polling messages (rather than awaiting the connection) is what surfaces
+        // notifications; it drives the connection all the same.
+        let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(message) = futures::StreamExt::next(&mut messages).await {
+            match message {
+                Ok(tokio_postgres::AsyncMessage::Notification(notification)) => {
+                    if sender.send(notification).is_err() {
+                        break;
+                    }
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::debug!(%error, "listening connection closed");
+                    break;
+                }
+            }
+        }
+    });
+    Ok((client, receiver))
+}
+
 /// Accepts any certificate: libpq's `sslmode=require` (encryption against passive
 /// eavesdropping, no authentication of the server). Signatures are still checked.
 #[derive(Debug)]

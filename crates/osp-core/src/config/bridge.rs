@@ -25,7 +25,7 @@ const fn key(env: &'static str, file: &'static str) -> Key {
 pub const OSP_BRIDGE_ID: Key = key("OSP_BRIDGE_ID", "bridge.id");
 /// Jobs claimed per statement; default 100.
 pub const OSP_BRIDGE_BATCH_SIZE: Key = key("OSP_BRIDGE_BATCH_SIZE", "bridge.batch_size");
-/// Dispatches (workflow starts) in flight at once; default 32.
+/// Dispatches (workflow starts) in flight at once; default 8.
 pub const OSP_BRIDGE_MAX_IN_FLIGHT: Key = key("OSP_BRIDGE_MAX_IN_FLIGHT", "bridge.max_in_flight");
 /// Seconds a claim holds a job before another bridge may take it over; default 60.
 pub const OSP_BRIDGE_LEASE_SECONDS: Key = key("OSP_BRIDGE_LEASE_SECONDS", "bridge.lease_seconds");
@@ -184,7 +184,7 @@ impl BridgeSettings {
             .or_default(|| 100);
         let max_in_flight = cx
             .get(&OSP_BRIDGE_MAX_IN_FLIGHT, number(1, 10_000))
-            .or_default(|| 32);
+            .or_default(|| 8);
         let lease = cx
             .get(&OSP_BRIDGE_LEASE_SECONDS, number(5, 86_400))
             .or_default(|| 60);
@@ -330,7 +330,7 @@ mod tests {
             BridgeSettings {
                 id: "osp-bridge".into(),
                 batch_size: 100,
-                max_in_flight: 32,
+                max_in_flight: 8,
                 lease: Duration::from_secs(60),
                 max_attempts: 10,
                 retry_initial: Duration::from_secs(1),
@@ -340,15 +340,15 @@ mod tests {
                 max_payload_bytes: 256 * 1024,
                 realtime: false,
                 shutdown_grace: Duration::from_secs(30),
-                database_pool_size: 36,
+                database_pool_size: 12,
             }
         );
         assert_eq!(
             bridge.to_string(),
-            "id=osp-bridge batch_size=100 max_in_flight=32 lease_seconds=60 max_attempts=10 \
+            "id=osp-bridge batch_size=100 max_in_flight=8 lease_seconds=60 max_attempts=10 \
              retry_initial_ms=1000 retry_max_ms=60000 sweep_interval_ms=15000 \
              fallback_sweep_interval_ms=1000 max_payload_bytes=262144 realtime=false \
-             database.pool_size=36 shutdown.grace_seconds=30"
+             database.pool_size=12 shutdown.grace_seconds=30"
         );
     }
 

@@ -1,0 +1,513 @@
+//! The bridge process: connects (retrying, never crashing), runs the wake-up sources, the
+//! claim loop and the dispatches, and on shutdown stops claiming, lets in-flight dispatches
+//! finish within the grace period and releases what is left.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use osp_core::config::BridgeConfig;
+use osp_runtime::backoff::Backoff;
+use osp_runtime::{Health, Metrics};
+use temporalio_common::telemetry::metrics::TemporalMeter;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::{AbortHandle, JoinHandle};
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use crate::dispatch::Dispatcher;
+use crate::listen::{self, ListenTiming};
+use crate::metrics::BridgeMetrics;
+use crate::queue::{ClaimedJob, Queue};
+use crate::start::Starter;
+use crate::wake::Wakeups;
+use crate::{BridgeError, realtime};
+
+/// Readiness check names.
+const TEMPORAL_CHECK: &str = "temporal";
+const DATABASE_CHECK: &str = "database";
+
+/// How long one claim statement may take; past it the claim counts as failed (and any jobs
+/// it did claim come back when their lease expires).
+const CLAIM_TIMEOUT: Duration = Duration::from_secs(15);
+/// How often the queue-depth gauge is refreshed.
+const DEPTH_INTERVAL: Duration = Duration::from_secs(5);
+/// How long releasing the jobs left at shutdown may take.
+const RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One bridge, configured and not yet running.
+#[derive(Debug)]
+pub struct Bridge {
+    config: BridgeConfig,
+    health: Health,
+    metrics: Metrics,
+    worker_id: String,
+    listen_timing: ListenTiming,
+    realtime_timing: realtime::RealtimeTiming,
+    temporal_meter: Option<TemporalMeter>,
+}
+
+/// The jobs being dispatched, so that shutdown can release the ones it has to abort.
+type InFlight = Arc<Mutex<HashMap<Uuid, (i32, Option<AbortHandle>)>>>;
+
+/// Removes a dispatch from [`InFlight`] when it ends, however it ends.
+struct InFlightEntry {
+    in_flight: InFlight,
+    job_id: Uuid,
+}
+
+impl Drop for InFlightEntry {
+    fn drop(&mut self) {
+        self.in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.job_id);
+    }
+}
+
+impl Bridge {
+    /// A bridge whose worker id is the configured id plus a random suffix, unique per process.
+    pub fn new(config: BridgeConfig) -> Self {
+        let suffix = Uuid::new_v4().simple().to_string();
+        let worker_id = format!("{}-{}", config.bridge.id, &suffix[..12]);
+        // Not ready until connected: registered here, so that no one sees a bridge that has
+        // not started yet as ready.
+        let health = Health::new();
+        health.register(TEMPORAL_CHECK, "connecting");
+        health.register(DATABASE_CHECK, "connecting");
+        Bridge {
+            config,
+            health,
+            metrics: Metrics::new(),
+            worker_id,
+            listen_timing: ListenTiming::default(),
+            realtime_timing: realtime::RealtimeTiming::default(),
+            temporal_meter: None,
+        }
+    }
+
+    /// Overrides how LISTEN probes and reconnects (tests use shorter times).
+    pub fn with_listen_timing(mut self, timing: ListenTiming) -> Self {
+        self.listen_timing = timing;
+        self
+    }
+
+    /// Overrides Realtime's heartbeat and rejoin timing (tests use shorter times).
+    pub fn with_realtime_timing(mut self, timing: realtime::RealtimeTiming) -> Self {
+        self.realtime_timing = timing;
+        self
+    }
+
+    /// Uses `metrics` (e.g. one that also serves the SDK's series) instead of a new one.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// Records the Temporal client's own series (`temporal_*`) with `meter`.
+    pub fn with_temporal_meter(mut self, meter: TemporalMeter) -> Self {
+        self.temporal_meter = Some(meter);
+        self
+    }
+
+    /// Readiness, as `/readyz` reports it.
+    pub fn health(&self) -> Health {
+        self.health.clone()
+    }
+
+    /// The series `/metrics` serves.
+    pub fn metrics(&self) -> Metrics {
+        self.metrics.clone()
+    }
+
+    /// The id claims are made under.
+    pub fn worker_id(&self) -> &str {
+        &self.worker_id
+    }
+
+    /// Runs until `shutdown` resolves, then drains. Returns an error only for what no retry
+    /// can fix (a database URL the driver refuses, metrics registered twice); everything
+    /// else is retried with backoff while the process stays up.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), BridgeError> {
+        let Bridge {
+            config,
+            health,
+            metrics,
+            worker_id,
+            listen_timing,
+            realtime_timing,
+            temporal_meter,
+        } = self;
+        let settings = config.bridge.clone();
+        let bridge_metrics = BridgeMetrics::register(metrics.registry())?;
+        tracing::info!(worker_id, "bridge starting");
+
+        let pool =
+            osp_activities::db::pool(config.database.url.expose(), settings.database_pool_size)?;
+        let queue = Queue::new(pool.clone(), worker_id.clone());
+        let wakeups = Arc::new(Wakeups::new(bridge_metrics.clone()));
+
+        let mut shutdown = std::pin::pin!(shutdown);
+        // Temporal first: without it there is nothing to do with a claimed job.
+        let client = {
+            let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(10));
+            loop {
+                let connect = osp_runtime::temporal::connect(
+                    &config.temporal,
+                    &worker_id,
+                    temporal_meter.clone(),
+                );
+                let result = tokio::select! {
+                    () = &mut shutdown => {
+                        tracing::info!("shutdown before Temporal was reached");
+                        return Ok(());
+                    }
+                    result = connect => result,
+                };
+                match result {
+                    Ok(client) => break client,
+                    Err(error) => {
+                        let (delay, attempt) = backoff.next_delay();
+                        health.fail(TEMPORAL_CHECK, error.to_string());
+                        tracing::warn!(%error, attempt, retry_in_ms = delay.as_millis(), "cannot reach Temporal yet");
+                        tokio::select! {
+                            () = &mut shutdown => return Ok(()),
+                            () = tokio::time::sleep(delay) => {}
+                        }
+                    }
+                }
+            }
+        };
+        health.pass(TEMPORAL_CHECK);
+        // The lease bounds everything a dispatch does; a start may use a third of it.
+        let start_timeout =
+            (settings.lease / 3).clamp(Duration::from_secs(1), Duration::from_secs(20));
+        let starter = Starter::new(client, start_timeout);
+        let (temporal_up, temporal_watch) = watch::channel(true);
+
+        let mut tasks: Vec<JoinHandle<()>> = Vec::new();
+        tasks.push(tokio::spawn(listen::run(
+            config.database.listen_url.clone(),
+            pool.clone(),
+            wakeups.clone(),
+            listen_timing,
+        )));
+        if settings.realtime
+            && let Some(supabase) = &config.supabase
+        {
+            tasks.push(tokio::spawn(realtime::run(
+                supabase.clone(),
+                wakeups.clone(),
+                realtime_timing,
+            )));
+        }
+        tasks.push(tokio::spawn(temporal_prober(
+            starter.clone(),
+            temporal_watch.clone(),
+            temporal_up.clone(),
+            health.clone(),
+        )));
+        tasks.push(tokio::spawn(depth_gauge(
+            queue.clone(),
+            bridge_metrics.clone(),
+            health.clone(),
+        )));
+
+        let dispatcher = Arc::new(Dispatcher {
+            queue: queue.clone(),
+            starter,
+            start_timeout,
+            settings: settings.clone(),
+            metrics: bridge_metrics.clone(),
+            wakeups: wakeups.clone(),
+            temporal_up,
+        });
+        // Each dispatch holds a pooled connection while its start is in flight; two stay free
+        // for claims and probes.
+        let max_in_flight = settings
+            .max_in_flight
+            .min(settings.database_pool_size.saturating_sub(2))
+            .max(1);
+        if max_in_flight < settings.max_in_flight {
+            tracing::warn!(
+                configured = settings.max_in_flight,
+                max_in_flight,
+                pool_size = settings.database_pool_size,
+                "fewer dispatches in flight than configured: the database pool is too small"
+            );
+        }
+        let permits = Arc::new(Semaphore::new(max_in_flight));
+        let in_flight: InFlight = Arc::default();
+        let claim_loop = ClaimLoop {
+            queue: queue.clone(),
+            dispatcher,
+            wakeups,
+            permits: permits.clone(),
+            in_flight: in_flight.clone(),
+            metrics: bridge_metrics.clone(),
+            health: health.clone(),
+            batch: settings.batch_size,
+            lease: settings.lease,
+            sweep: settings.sweep_interval,
+            fallback_sweep: settings.fallback_sweep_interval,
+        };
+        claim_loop.run(temporal_watch, shutdown.as_mut()).await;
+
+        // Shutdown: no more claims; what is in flight may finish within the grace period.
+        health.drain();
+        for task in &tasks {
+            task.abort();
+        }
+        let max = u32::try_from(max_in_flight).unwrap_or(u32::MAX);
+        let drained =
+            tokio::time::timeout(settings.shutdown_grace, permits.acquire_many(max)).await;
+        if drained.is_ok() {
+            tracing::info!("bridge stopped; every dispatch finished");
+            return Ok(());
+        }
+        let left: Vec<(Uuid, i32, Option<AbortHandle>)> = in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|(job_id, (attempt, handle))| (*job_id, *attempt, handle.clone()))
+            .collect();
+        for (_, _, handle) in &left {
+            if let Some(handle) = handle {
+                handle.abort();
+            }
+        }
+        let reason = format!("released by {worker_id} at shutdown before its start was confirmed");
+        let release = async {
+            for (job_id, attempt, _) in &left {
+                match queue.release(*job_id, *attempt, &reason).await {
+                    Ok(_) => bridge_metrics.released.inc(),
+                    Err(error) => {
+                        tracing::warn!(%job_id, %error, "cannot release the job; it returns when its lease expires");
+                    }
+                }
+            }
+        };
+        if tokio::time::timeout(RELEASE_TIMEOUT, release)
+            .await
+            .is_err()
+        {
+            tracing::warn!("releasing jobs timed out; they return when their leases expire");
+        }
+        tracing::info!(
+            released = left.len(),
+            "bridge stopped after the grace period"
+        );
+        Ok(())
+    }
+}
+
+struct ClaimLoop {
+    queue: Queue,
+    dispatcher: Arc<Dispatcher>,
+    wakeups: Arc<Wakeups>,
+    permits: Arc<Semaphore>,
+    in_flight: InFlight,
+    metrics: BridgeMetrics,
+    health: Health,
+    batch: u32,
+    lease: Duration,
+    sweep: Duration,
+    fallback_sweep: Duration,
+}
+
+impl ClaimLoop {
+    /// Claims whenever there is room, Temporal answers and a wake-up or sweep says so, until
+    /// `shutdown` resolves. A claim statement is never abandoned half-way.
+    async fn run(
+        &self,
+        mut temporal: watch::Receiver<bool>,
+        mut shutdown: std::pin::Pin<&mut impl Future<Output = ()>>,
+    ) {
+        let mut errors = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+        loop {
+            if !*temporal.borrow_and_update() {
+                tokio::select! {
+                    () = &mut shutdown => return,
+                    _ = temporal.changed() => continue,
+                }
+            }
+            let room = self.permits.available_permits();
+            if room == 0 {
+                tokio::select! {
+                    () = &mut shutdown => return,
+                    permit = self.permits.acquire() => {
+                        drop(permit);
+                        continue;
+                    }
+                }
+            }
+            let want = self.batch.min(u32::try_from(room).unwrap_or(u32::MAX));
+            let claimed_at = Instant::now();
+            match tokio::time::timeout(CLAIM_TIMEOUT, self.queue.claim(want, self.lease)).await {
+                Ok(Ok(jobs)) => {
+                    self.health.pass(DATABASE_CHECK);
+                    errors.reset();
+                    let count = jobs.len();
+                    for job in jobs {
+                        self.spawn(job, claimed_at + self.lease);
+                    }
+                    if count > 0 {
+                        tracing::debug!(count, "claimed");
+                    }
+                    if u32::try_from(count).unwrap_or(u32::MAX) >= want {
+                        // A full batch: more may be waiting.
+                        continue;
+                    }
+                }
+                Ok(Err(error)) => {
+                    if self
+                        .claim_failed(&mut errors, error.to_string(), &mut shutdown)
+                        .await
+                    {
+                        return;
+                    }
+                    continue;
+                }
+                Err(_) => {
+                    let message = format!("claim took longer than {} s", CLAIM_TIMEOUT.as_secs());
+                    if self.claim_failed(&mut errors, message, &mut shutdown).await {
+                        return;
+                    }
+                    continue;
+                }
+            }
+            let interval = if self.wakeups.any_up() {
+                self.sweep
+            } else {
+                self.fallback_sweep
+            };
+            tokio::select! {
+                () = &mut shutdown => return,
+                () = self.wakeups.notified() => {}
+                () = tokio::time::sleep(interval) => self.wakeups.count_sweep(),
+            }
+        }
+    }
+
+    /// Records a failed claim and waits before the next; true when shutdown came meanwhile.
+    async fn claim_failed(
+        &self,
+        errors: &mut Backoff,
+        error: String,
+        shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
+    ) -> bool {
+        self.metrics.claim_errors.inc();
+        self.health.fail(DATABASE_CHECK, error.clone());
+        let (delay, attempt) = errors.next_delay();
+        tracing::warn!(%error, attempt, retry_in_ms = delay.as_millis(), "claim failed");
+        tokio::select! {
+            () = shutdown.as_mut() => true,
+            () = tokio::time::sleep(delay) => false,
+        }
+    }
+
+    fn spawn(&self, job: ClaimedJob, lease_deadline: Instant) {
+        self.metrics.claimed.inc();
+        // Room was checked before claiming and only this loop takes permits, so one is free;
+        // should that ever not hold, the job waits for its lease to expire rather than the
+        // bound being broken.
+        let Ok(permit) = self.permits.clone().try_acquire_owned() else {
+            tracing::error!(job_id = %job.job_id, "no dispatch slot for a claimed job; it returns when its lease expires");
+            return;
+        };
+        let dispatcher = self.dispatcher.clone();
+        let metrics = self.metrics.clone();
+        let job_id = job.job_id;
+        let mut in_flight = self
+            .in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let entry = InFlightEntry {
+            in_flight: self.in_flight.clone(),
+            job_id,
+        };
+        in_flight.insert(job_id, (job.attempt, None));
+        metrics.in_flight.inc();
+        let handle = tokio::spawn(async move {
+            let _permit = permit;
+            let _entry = entry;
+            let _gauge = GaugeGuard(metrics.clone());
+            dispatcher.dispatch(job, lease_deadline).await;
+        });
+        if let Some(slot) = in_flight.get_mut(&job_id) {
+            slot.1 = Some(handle.abort_handle());
+        }
+    }
+}
+
+/// Decrements the in-flight gauge when a dispatch ends, aborted or not.
+struct GaugeGuard(BridgeMetrics);
+
+impl Drop for GaugeGuard {
+    fn drop(&mut self) {
+        self.0.in_flight.dec();
+    }
+}
+
+/// While Temporal is marked unavailable, probes it with backoff and marks it up again.
+async fn temporal_prober(
+    starter: Starter,
+    mut watch: watch::Receiver<bool>,
+    up: watch::Sender<bool>,
+    health: Health,
+) {
+    loop {
+        if *watch.borrow_and_update() {
+            if watch.changed().await.is_err() {
+                return;
+            }
+            continue;
+        }
+        health.fail(TEMPORAL_CHECK, "unavailable");
+        let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(5));
+        loop {
+            match starter.probe(Duration::from_secs(5)).await {
+                Ok(()) => break,
+                Err(error) => {
+                    health.fail(TEMPORAL_CHECK, error.to_string());
+                    let (delay, attempt) = backoff.next_delay();
+                    tracing::warn!(%error, attempt, "temporal still unavailable");
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+        tracing::info!("temporal available again; claiming resumes");
+        health.pass(TEMPORAL_CHECK);
+        up.send_replace(true);
+    }
+}
+
+/// Keeps the queue-depth gauge current.
+async fn depth_gauge(queue: Queue, metrics: BridgeMetrics, health: Health) {
+    let mut ticker = tokio::time::interval(DEPTH_INTERVAL);
+    loop {
+        ticker.tick().await;
+        match queue.depth().await {
+            Ok(depth) => {
+                health.pass(DATABASE_CHECK);
+                metrics
+                    .queue_depth
+                    .with_label_values(&["ready"])
+                    .set(depth.ready);
+                metrics
+                    .queue_depth
+                    .with_label_values(&["scheduled"])
+                    .set(depth.scheduled);
+                metrics
+                    .queue_depth
+                    .with_label_values(&["processing"])
+                    .set(depth.processing);
+            }
+            Err(error) => {
+                health.fail(DATABASE_CHECK, error.to_string());
+                tracing::debug!(%error, "queue depth unavailable");
+            }
+        }
+    }
+}

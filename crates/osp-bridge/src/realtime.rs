@@ -1,0 +1,419 @@
+//! The Supabase Realtime wake-up source: a Phoenix channel over a websocket, joined with a
+//! `postgres_changes` subscription to pending rows of `workflow_queue_projection`. Realtime
+//! is at-most-once, so it is only ever a hint: it counts as delivering only after the server's
+//! system message "Subscribed to PostgreSQL", heartbeats every 25 s and treats a missing
+//! reply as a dead socket, and on any trouble reconnects and rejoins with backoff. Every join
+//! is followed by a sweep.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use osp_core::config::SupabaseSettings;
+use osp_runtime::backoff::Backoff;
+use serde_json::{Value, json};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+
+use crate::wake::{Source, Wakeups};
+
+/// The channel's topic; any name works, Realtime routes by the join's configuration.
+const TOPIC: &str = "realtime:osp_workflow_queue";
+/// Protocol version of the JSON (object) serializer.
+const VSN: &str = "1.0.0";
+/// What the server says once the replication subscription is in place.
+const SUBSCRIBED: &str = "Subscribed to PostgreSQL";
+
+/// Timing of the Realtime source.
+#[derive(Debug, Clone, Copy)]
+pub struct RealtimeTiming {
+    /// Between heartbeats; a heartbeat still unanswered at the next one ends the socket.
+    pub heartbeat_interval: Duration,
+    /// How long the join reply and the "Subscribed" system message may take.
+    pub join_timeout: Duration,
+    /// First reconnection delay; doubles up to `reconnect_max`.
+    pub reconnect_initial: Duration,
+    pub reconnect_max: Duration,
+}
+
+impl Default for RealtimeTiming {
+    fn default() -> Self {
+        RealtimeTiming {
+            heartbeat_interval: Duration::from_secs(25),
+            join_timeout: Duration::from_secs(10),
+            reconnect_initial: Duration::from_secs(1),
+            reconnect_max: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Where to connect, derived from `SUPABASE_URL`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Endpoint {
+    tls: bool,
+    host: String,
+    port: u16,
+    /// Path and query of the websocket, without the key.
+    path: String,
+}
+
+impl Endpoint {
+    fn parse(url: &str) -> Result<Endpoint, String> {
+        let (tls, rest) = if let Some(rest) = strip_prefix_ignore_case(url, "https://") {
+            (true, rest)
+        } else if let Some(rest) = strip_prefix_ignore_case(url, "http://") {
+            (false, rest)
+        } else {
+            return Err("SUPABASE_URL must be an http:// or https:// URL".to_owned());
+        };
+        let (authority, base) = match rest.find(['/', '?', '#']) {
+            Some(end) => (
+                &rest[..end],
+                rest[end..].split(['?', '#']).next().unwrap_or(""),
+            ),
+            None => (rest, ""),
+        };
+        // Credentials in the URL are not used for Realtime; the service-role key is.
+        let authority = authority
+            .rsplit_once('@')
+            .map_or(authority, |(_, host)| host);
+        let (host, port) = if let Some(inner) = authority.strip_prefix('[') {
+            let (host, after) = inner
+                .split_once(']')
+                .ok_or_else(|| "SUPABASE_URL has `[` without `]`".to_owned())?;
+            (host.to_owned(), after.strip_prefix(':'))
+        } else {
+            match authority.split_once(':') {
+                Some((host, port)) => (host.to_owned(), Some(port)),
+                None => (authority.to_owned(), None),
+            }
+        };
+        let port = match port {
+            Some(port) => port
+                .parse::<u16>()
+                .map_err(|_| "SUPABASE_URL has an invalid port".to_owned())?,
+            None if tls => 443,
+            None => 80,
+        };
+        if host.is_empty() {
+            return Err("SUPABASE_URL has no host".to_owned());
+        }
+        Ok(Endpoint {
+            tls,
+            host,
+            port,
+            path: format!(
+                "{}/realtime/v1/websocket?vsn={VSN}",
+                base.trim_end_matches('/')
+            ),
+        })
+    }
+
+    /// The websocket URL with the key; never logged.
+    fn url_with_key(&self, key: &str) -> String {
+        let scheme = if self.tls { "wss" } else { "ws" };
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        format!(
+            "{scheme}://{host}:{}{}&apikey={}",
+            self.port,
+            self.path,
+            percent_encode(key)
+        )
+    }
+}
+
+fn strip_prefix_ignore_case<'s>(s: &'s str, prefix: &str) -> Option<&'s str> {
+    let head = s.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &s[prefix.len()..])
+}
+
+fn percent_encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+/// The `phx_join` message: changes of pending jobs (new ones, and failed attempts put back).
+fn join_message(key: &str, join_ref: &str) -> Value {
+    json!({
+        "topic": TOPIC,
+        "event": "phx_join",
+        "payload": {
+            "config": {
+                "broadcast": {"ack": false, "self": false},
+                "presence": {"key": ""},
+                "postgres_changes": [{
+                    "event": "*",
+                    "schema": "public",
+                    "table": "workflow_queue_projection",
+                    "filter": "status=eq.pending"
+                }],
+                "private": false
+            },
+            "access_token": key
+        },
+        "ref": join_ref,
+        "join_ref": join_ref
+    })
+}
+
+fn heartbeat_message(reference: &str) -> Value {
+    json!({"topic": "phoenix", "event": "heartbeat", "payload": {}, "ref": reference})
+}
+
+/// Runs until the task is aborted.
+pub async fn run(settings: SupabaseSettings, wakeups: Arc<Wakeups>, timing: RealtimeTiming) {
+    let endpoint = match Endpoint::parse(&settings.url) {
+        Ok(endpoint) => endpoint,
+        Err(error) => {
+            tracing::error!(%error, "Realtime disabled");
+            return;
+        }
+    };
+    let mut backoff = Backoff::new(timing.reconnect_initial, timing.reconnect_max);
+    loop {
+        let started = Instant::now();
+        let error = session(
+            &endpoint,
+            settings.service_role_key.expose(),
+            &wakeups,
+            timing,
+        )
+        .await;
+        wakeups.set_up(Source::Realtime, false);
+        if started.elapsed() > timing.reconnect_max {
+            backoff.reset();
+        }
+        let (delay, attempt) = backoff.next_delay();
+        tracing::warn!(
+            %error,
+            url = %settings.url,
+            retry_in_ms = delay.as_millis(),
+            attempt,
+            "Realtime channel down; rejoining"
+        );
+        tokio::time::sleep(delay).await;
+    }
+}
+
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
+async fn open(endpoint: &Endpoint) -> Result<Box<dyn Stream>, String> {
+    let tcp = TcpStream::connect((endpoint.host.as_str(), endpoint.port))
+        .await
+        .map_err(|error| format!("connecting to {}:{}: {error}", endpoint.host, endpoint.port))?;
+    let _ = tcp.set_nodelay(true);
+    if !endpoint.tls {
+        return Ok(Box::new(tcp));
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let roots = rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|error| error.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from(endpoint.host.clone())
+        .map_err(|error| format!("{}: {error}", endpoint.host))?;
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .map_err(|error| format!("TLS with {}: {error}", endpoint.host))?;
+    Ok(Box::new(tls))
+}
+
+/// One socket, from connect to failure; returns why it ended.
+async fn session(
+    endpoint: &Endpoint,
+    key: &str,
+    wakeups: &Wakeups,
+    timing: RealtimeTiming,
+) -> String {
+    let connect = async {
+        let stream = open(endpoint).await?;
+        let mut request = endpoint
+            .url_with_key(key)
+            .into_client_request()
+            .map_err(|error| format!("websocket request: {error}"))?;
+        if let Ok(value) = HeaderValue::from_str(key) {
+            request.headers_mut().insert("apikey", value);
+        }
+        tokio_tungstenite::client_async(request, stream)
+            .await
+            .map(|(socket, _)| socket)
+            // The error names the status or the I/O problem, not the request.
+            .map_err(|error| format!("websocket handshake: {error}"))
+    };
+    let mut socket = match tokio::time::timeout(timing.join_timeout, connect).await {
+        Ok(Ok(socket)) => socket,
+        Ok(Err(error)) => return error,
+        Err(_) => return "websocket connection timed out".to_owned(),
+    };
+
+    let mut next_ref: u64 = 1;
+    let join_ref = next_ref.to_string();
+    next_ref += 1;
+    if let Err(error) = socket
+        .send(Message::text(join_message(key, &join_ref).to_string()))
+        .await
+    {
+        return format!("sending phx_join: {error}");
+    }
+    let join_deadline = Instant::now() + timing.join_timeout;
+    let mut joined = false;
+    let mut subscribed = false;
+    let mut heartbeat = tokio::time::interval_at(
+        Instant::now() + timing.heartbeat_interval,
+        timing.heartbeat_interval,
+    );
+    let mut pending_heartbeat: Option<String> = None;
+
+    loop {
+        let message = tokio::select! {
+            message = socket.next() => message,
+            _ = heartbeat.tick() => {
+                if pending_heartbeat.is_some() {
+                    return "heartbeat unanswered".to_owned();
+                }
+                let reference = next_ref.to_string();
+                next_ref += 1;
+                if let Err(error) = socket.send(Message::text(heartbeat_message(&reference).to_string())).await {
+                    return format!("sending heartbeat: {error}");
+                }
+                pending_heartbeat = Some(reference);
+                continue;
+            }
+            () = tokio::time::sleep_until(join_deadline), if !subscribed => {
+                return if joined {
+                    format!("joined, but no \"{SUBSCRIBED}\" within {} ms", timing.join_timeout.as_millis())
+                } else {
+                    format!("no reply to phx_join within {} ms", timing.join_timeout.as_millis())
+                };
+            }
+        };
+        let text = match message {
+            None => return "socket closed".to_owned(),
+            Some(Err(error)) => return format!("socket error: {error}"),
+            Some(Ok(Message::Text(text))) => text,
+            Some(Ok(Message::Close(frame))) => {
+                return format!(
+                    "server closed the socket{}",
+                    frame
+                        .map(|f| format!(": {} {}", f.code, f.reason))
+                        .unwrap_or_default()
+                );
+            }
+            Some(Ok(_)) => continue,
+        };
+        let Ok(frame) = serde_json::from_str::<Value>(text.as_str()) else {
+            tracing::debug!("Realtime sent a frame that is not JSON; ignored");
+            continue;
+        };
+        let event = frame["event"].as_str().unwrap_or_default();
+        let topic = frame["topic"].as_str().unwrap_or_default();
+        let reference = frame["ref"].as_str();
+        let status = frame["payload"]["status"].as_str();
+        match (topic, event) {
+            ("phoenix", "phx_reply")
+                if reference.is_some() && reference == pending_heartbeat.as_deref() =>
+            {
+                pending_heartbeat = None;
+            }
+            (TOPIC, "phx_reply") if reference == Some(join_ref.as_str()) => {
+                if status == Some("ok") {
+                    joined = true;
+                    tracing::debug!("Realtime channel joined; waiting for the subscription");
+                } else {
+                    return format!(
+                        "join refused: {}",
+                        short(&frame["payload"]["response"].to_string())
+                    );
+                }
+            }
+            (TOPIC, "system") => {
+                let text = frame["payload"]["message"].as_str().unwrap_or_default();
+                if status == Some("ok") && text.contains(SUBSCRIBED) {
+                    subscribed = true;
+                    // A change: set_up sweeps, which claims whatever came before the join.
+                    wakeups.set_up(Source::Realtime, true);
+                } else if status == Some("error") {
+                    return format!("subscription failed: {}", short(text));
+                }
+            }
+            (TOPIC, "postgres_changes") => wakeups.wake(Source::Realtime),
+            (TOPIC, "phx_error") => return "channel error".to_owned(),
+            (TOPIC, "phx_close") => return "channel closed by the server".to_owned(),
+            _ => {}
+        }
+    }
+}
+
+/// A server-provided text, cut short for a log line.
+fn short(text: &str) -> String {
+    text.chars().take(200).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_from_supabase_urls() {
+        let cloud = Endpoint::parse("https://abcdefgh.supabase.co").unwrap();
+        assert_eq!(
+            cloud,
+            Endpoint {
+                tls: true,
+                host: "abcdefgh.supabase.co".into(),
+                port: 443,
+                path: "/realtime/v1/websocket?vsn=1.0.0".into(),
+            }
+        );
+        assert_eq!(
+            cloud.url_with_key("a.b+c"),
+            "wss://abcdefgh.supabase.co:443/realtime/v1/websocket?vsn=1.0.0&apikey=a.b%2Bc"
+        );
+        let local = Endpoint::parse("http://127.0.0.1:54321/").unwrap();
+        assert_eq!((local.tls, local.port), (false, 54321));
+        assert_eq!(
+            local.url_with_key("k"),
+            "ws://127.0.0.1:54321/realtime/v1/websocket?vsn=1.0.0&apikey=k"
+        );
+        let v6 = Endpoint::parse("http://[::1]:8000/base?x=1").unwrap();
+        assert_eq!(v6.host, "::1");
+        assert_eq!(
+            v6.url_with_key("k"),
+            "ws://[::1]:8000/base/realtime/v1/websocket?vsn=1.0.0&apikey=k"
+        );
+        assert!(Endpoint::parse("ftp://x").is_err());
+    }
+
+    #[test]
+    fn the_join_subscribes_to_pending_jobs() {
+        let join = join_message("KEY", "1");
+        assert_eq!(join["event"], "phx_join");
+        assert_eq!(join["topic"], TOPIC);
+        assert_eq!(join["ref"], "1");
+        assert_eq!(join["payload"]["access_token"], "KEY");
+        let change = &join["payload"]["config"]["postgres_changes"][0];
+        assert_eq!(change["table"], "workflow_queue_projection");
+        assert_eq!(change["filter"], "status=eq.pending");
+        assert_eq!(heartbeat_message("7")["topic"], "phoenix");
+    }
+}
