@@ -7,11 +7,13 @@ export OSP_TEMPORAL_BIN ?= $(shell python3 -c 'import sysconfig; print(sysconfig
 CARGO ?= cargo
 
 .PHONY: help setup test lint demo deploy-check deploy-lint deploy-smoke
+.PHONY: bench
 
 help:
 	@echo "make demo   run one bootstrap request on a local Postgres and Temporal dev server"
 	@echo "make test   run every check and test"
 	@echo "make setup  install what is missing (called by the two above)"
+	@echo "make bench  measure the worker and the bridge against the goals (docs/performance.md)"
 	@echo "make deploy-check  the chart and image checks of deploy/ (part of make test):"
 	@echo "                   deploy-lint (offline chart checks), deploy-smoke (image smoke test)"
 
@@ -39,3 +41,10 @@ deploy-smoke: setup
 demo: setup
 	$(CARGO) build --locked --quiet -p osp-worker -p osp-bridge -p osp-testkit
 	$(CARGO) run --locked --quiet -p osp-testkit -- demo
+
+# Benchmarks (docs/performance.md): release builds of the three binaries, then every scenario
+# on a throwaway stack. One JSON line per scenario and the Markdown report on stdout; the
+# report also goes to target/bench/report.md. Pass options with BENCH_ARGS="--only bridge".
+bench: setup
+	$(CARGO) build --release --locked -p osp-worker -p osp-bridge -p osp-testkit
+	OSP_BIN_DIR=$(CURDIR)/target/release $(CURDIR)/target/release/osp-testkit bench --out target/bench/report.md $(BENCH_ARGS)

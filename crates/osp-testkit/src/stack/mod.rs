@@ -10,9 +10,16 @@ mod process;
 mod temporal;
 
 pub use error::StackError;
+pub(crate) use error::postgres_detail;
 pub use pgbouncer::PgBouncer;
 pub use postgres::Postgres;
 pub use temporal::{TemporalDevServer, TemporalOptions};
+
+/// The `temporal` CLI the dev server runs from (`OSP_TEMPORAL_BIN`, else PATH), for tests
+/// that act as a client in another language would.
+pub fn temporal_cli() -> Result<std::path::PathBuf, StackError> {
+    binaries::temporal_binary()
+}
 
 /// Everything the OSP binaries talk to, ready to use. Dropping it stops all three servers
 /// and removes their directories.

@@ -1,0 +1,633 @@
+//! The bridge scenario: the real `osp-bridge` binary, three ways (LISTEN on a direct
+//! connection; sweeps only, LISTEN pointed at the transaction-mode PgBouncer where
+//! notifications never arrive; queries through PgBouncer with LISTEN direct, the Supabase
+//! shape). Each run first drains a backlog queued before it started (its sustained
+//! throughput), then takes bootstrap events emitted at a fixed rate R for T seconds (its
+//! latency). Latencies come from the database's and Temporal's own timestamps; the baseline
+//! is the same start request sent straight to Temporal at the same rate in the same run.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::time::Duration;
+
+use osp_core::events::{
+    ORGANIZATION_BOOTSTRAP_INITIATED, ORGANIZATION_BOOTSTRAP_WORKFLOW_STARTED, ORGANIZATION_STREAM,
+    WORKFLOW_QUEUE_PENDING,
+};
+use serde::Serialize;
+use serde_json::{Value, json};
+use temporalio_client::Client;
+use tokio::time::Instant;
+use tokio_postgres::types::Type;
+use uuid::Uuid;
+
+use super::ceiling::{LoopFigures, RAW_START_TYPE, bootstrap_input, raw_start_rate};
+use super::drive::{closed_loop, open_loop};
+use super::machine::usage;
+use super::stats::{Summary, summarize};
+use super::temporal::{epoch_seconds, raw_start, start_times};
+use super::worker::start_measured;
+use super::{BenchError, Options, SETTLE_DEADLINE, progress};
+use crate::Stack;
+use crate::process::OspProcess;
+
+/// Raw starts of the baseline go here; nobody polls it.
+const BASELINE_QUEUE: &str = "osp-bench-raw-paced";
+/// The workflow type the seeded route starts.
+const BOOTSTRAP_TYPE: &str = osp_core::workflows::ORGANIZATION_BOOTSTRAP_WORKFLOW;
+/// Connections the emitter uses: enough that a slow emit never delays the schedule.
+const EMITTER_POOL: usize = 16;
+/// Emits in flight while queueing the backlog.
+const BACKLOG_CONCURRENCY: usize = 8;
+
+/// One way of running the bridge.
+#[derive(Debug, Clone, Copy)]
+struct Variant {
+    name: &'static str,
+    /// Where `DATABASE_URL` points.
+    pooled: bool,
+    /// Where `LISTEN_DATABASE_URL` points: the pooler means no notification ever arrives.
+    listen_through_pooler: bool,
+}
+
+const VARIANTS: [Variant; 3] = [
+    Variant {
+        name: "listen",
+        pooled: false,
+        listen_through_pooler: false,
+    },
+    Variant {
+        name: "sweeps",
+        pooled: false,
+        listen_through_pooler: true,
+    },
+    Variant {
+        name: "pgbouncer",
+        pooled: true,
+        listen_through_pooler: false,
+    },
+];
+
+/// The same start request straight to Temporal at the bridge's rate.
+#[derive(Debug, Clone, Serialize)]
+pub struct Baseline {
+    pub rate: f64,
+    pub seconds: f64,
+    pub sent: usize,
+    pub ok: usize,
+    pub failed: usize,
+    /// Request sent to acknowledgement, client side.
+    pub ack_ms: Option<Summary>,
+    /// Request sent to the execution's start time as the server recorded it.
+    pub to_server_start_ms: Option<Summary>,
+}
+
+/// A backlog drained by a freshly started bridge.
+#[derive(Debug, Clone, Serialize)]
+pub struct Drain {
+    pub jobs: usize,
+    pub started: usize,
+    pub failed: usize,
+    /// First to last `workflow_started` event.
+    pub seconds: f64,
+    /// Workflow starts per second over that window.
+    pub throughput: f64,
+}
+
+/// Events at a fixed rate through the bridge.
+#[derive(Debug, Clone, Serialize)]
+pub struct Paced {
+    pub rate: f64,
+    pub seconds: f64,
+    pub emitted: usize,
+    pub emit_failed: usize,
+    pub started: usize,
+    pub failed: usize,
+    /// Workflow starts per second, first to last start.
+    pub throughput: f64,
+    /// Commit (the `workflow.queue.pending` event, the emitting transaction's last row) to
+    /// the execution's start time recorded by Temporal.
+    pub commit_to_server_start_ms: Option<Summary>,
+    /// Commit to the `organization.bootstrap.workflow_started` event, which the bridge
+    /// writes right after Temporal acknowledged the start: an upper bound of commit to
+    /// acknowledgement.
+    pub commit_to_started_event_ms: Option<Summary>,
+    /// `organization.bootstrap.initiated` to `workflow.queue.pending`: the triggers' time
+    /// inside the emitting transaction, not counted above.
+    pub initiated_to_pending_ms: Option<Summary>,
+    /// Executions Temporal's visibility did not list in time.
+    pub missing_in_temporal: usize,
+}
+
+/// One bridge run.
+#[derive(Debug, Clone, Serialize)]
+pub struct VariantResults {
+    pub variant: &'static str,
+    pub database_url: &'static str,
+    pub listen_database_url: &'static str,
+    pub ready_ms: f64,
+    pub drain: Drain,
+    pub paced: Paced,
+    /// Bridge CPU from ready to the end of the paced phase, per workflow started, in ms.
+    pub cpu_ms_per_start: f64,
+    pub peak_rss_mib: f64,
+}
+
+/// The whole bridge scenario.
+#[derive(Debug, Clone, Serialize)]
+pub struct BridgeResults {
+    /// The raw start rate (closed loop) R derives from.
+    pub raw_start_rate: f64,
+    /// Measured here because the ceiling scenario did not run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub raw_starts: Option<LoopFigures>,
+    pub baseline: Baseline,
+    pub variants: Vec<VariantResults>,
+    pub bridge_in_flight: Option<usize>,
+    pub sweep_ms: Option<u64>,
+}
+
+impl BridgeResults {
+    pub fn json_lines(&self) -> Vec<Value> {
+        let mut lines = Vec::new();
+        if let Some(raw) = &self.raw_starts {
+            lines.push(json!({"scenario": "ceiling.raw_starts", "workflow": RAW_START_TYPE, "worker": "none", "figures": raw}));
+        }
+        lines.push(json!({"scenario": "bridge.baseline", "what": "raw starts at the bridge's rate", "raw_start_rate": self.raw_start_rate, "figures": self.baseline}));
+        for variant in &self.variants {
+            lines.push(json!({
+                "scenario": format!("bridge.{}", variant.variant),
+                "bridge_in_flight": self.bridge_in_flight,
+                "fallback_sweep_ms": self.sweep_ms,
+                "figures": variant,
+            }));
+        }
+        lines
+    }
+}
+
+/// Emits bootstrap requests the way a client does: one `api.emit_domain_event` per request.
+#[derive(Clone)]
+struct Emitter {
+    pool: deadpool_postgres::Pool,
+}
+
+impl Emitter {
+    async fn emit(&self, organization: Uuid) -> Result<(), String> {
+        let client = self.pool.get().await.map_err(|error| error.to_string())?;
+        let data = bootstrap_input(organization);
+        client
+            .query_typed(
+                "select api.emit_domain_event($1, $2, $3, $4)",
+                &[
+                    (&organization, Type::UUID),
+                    (&ORGANIZATION_STREAM, Type::TEXT),
+                    (&ORGANIZATION_BOOTSTRAP_INITIATED, Type::TEXT),
+                    (&data, Type::JSONB),
+                ],
+            )
+            .await
+            .map(drop)
+            .map_err(|error| crate::stack::postgres_detail(&error))
+    }
+}
+
+/// Reads the queue and the event store.
+struct Observer {
+    db: tokio_postgres::Client,
+}
+
+/// One stream's timestamps, seconds since the epoch.
+#[derive(Debug, Default, Clone)]
+struct StreamTimes {
+    workflow_id: Option<String>,
+    initiated: Option<f64>,
+    pending: Option<f64>,
+    started: Option<f64>,
+}
+
+impl Observer {
+    /// `(completed, failed)` jobs among `streams`.
+    async fn settled(&self, streams: &[Uuid]) -> Result<(usize, usize), BenchError> {
+        let row = self
+            .db
+            .query_typed(
+                "select count(*) filter (where status = 'completed'),
+                        count(*) filter (where status = 'failed')
+                 from public.workflow_queue_projection where stream_id = any($1)",
+                &[(&streams, Type::UUID_ARRAY)],
+            )
+            .await?;
+        let count = |i: usize| {
+            row.first()
+                .map_or(0, |r| usize::try_from(r.get::<_, i64>(i)).unwrap_or(0))
+        };
+        Ok((count(0), count(1)))
+    }
+
+    /// Waits until every job of `streams` is completed or failed, or the deadline passes.
+    async fn wait_settled(&self, streams: &[Uuid]) -> Result<(usize, usize), BenchError> {
+        let give_up = Instant::now() + SETTLE_DEADLINE;
+        loop {
+            let (completed, failed) = self.settled(streams).await?;
+            if completed + failed >= streams.len() || Instant::now() >= give_up {
+                return Ok((completed, failed));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn times(&self, streams: &[Uuid]) -> Result<HashMap<Uuid, StreamTimes>, BenchError> {
+        let mut times: HashMap<Uuid, StreamTimes> = HashMap::with_capacity(streams.len());
+        let rows = self
+            .db
+            .query_typed(
+                "select stream_id,
+                        extract(epoch from min(created_at) filter (where event_type = $2))::float8,
+                        extract(epoch from min(created_at) filter (where event_type = $3))::float8,
+                        extract(epoch from min(created_at) filter (where event_type = $4))::float8
+                 from public.domain_events where stream_id = any($1) group by stream_id",
+                &[
+                    (&streams, Type::UUID_ARRAY),
+                    (&ORGANIZATION_BOOTSTRAP_INITIATED, Type::TEXT),
+                    (&WORKFLOW_QUEUE_PENDING, Type::TEXT),
+                    (&ORGANIZATION_BOOTSTRAP_WORKFLOW_STARTED, Type::TEXT),
+                ],
+            )
+            .await?;
+        for row in rows {
+            let entry = times.entry(row.get(0)).or_default();
+            entry.initiated = row.get(1);
+            entry.pending = row.get(2);
+            entry.started = row.get(3);
+        }
+        let rows = self
+            .db
+            .query_typed(
+                "select stream_id, workflow_id from public.workflow_queue_projection
+                 where stream_id = any($1)",
+                &[(&streams, Type::UUID_ARRAY)],
+            )
+            .await?;
+        for row in rows {
+            times.entry(row.get(0)).or_default().workflow_id = row.get(1);
+        }
+        Ok(times)
+    }
+
+    /// An RFC 3339 instant a little before now, for Temporal's `StartTime >=` (the database
+    /// formats it; this machine's clock is the only clock).
+    async fn since(&self) -> Result<String, BenchError> {
+        let row = self
+            .db
+            .query_typed(
+                "select to_char((clock_timestamp() - interval '5 seconds') at time zone 'utc',
+                                'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')",
+                &[],
+            )
+            .await?;
+        row.first()
+            .map(|row| row.get(0))
+            .ok_or_else(|| BenchError::Database("no time from the database".to_owned()))
+    }
+}
+
+fn ms_between(from: Option<f64>, to: Option<f64>) -> Option<f64> {
+    Some((to? - from?) * 1000.0)
+}
+
+/// Runs the bridge scenario. `raw_rate` is the ceiling's raw start rate when it ran.
+pub async fn run(
+    stack: &Stack,
+    client: &Client,
+    binary: &Path,
+    options: &Options,
+    raw_rate: Option<f64>,
+) -> Result<BridgeResults, BenchError> {
+    let run_id = Uuid::new_v4().simple().to_string();
+    let run_id = run_id[..8].to_owned();
+    let (raw_start_rate, raw_starts) = match raw_rate {
+        Some(rate) => (rate, None),
+        None if options.rate.is_some() => (0.0, None),
+        None => {
+            let figures =
+                raw_start_rate(client, options.workflows, options.concurrency, &run_id).await;
+            (figures.throughput, Some(figures))
+        }
+    };
+    let rate = options
+        .rate
+        .unwrap_or((raw_start_rate / 2.0).max(1.0))
+        .max(0.1);
+    let seconds = options.seconds;
+    let db = osp_activities::db::connect(&stack.postgres.url("postgres")).await?;
+    let observer = Observer { db };
+    let emitter = Emitter {
+        pool: osp_activities::db::pool(&stack.postgres.url("postgres"), EMITTER_POOL)?,
+    };
+
+    let baseline = baseline(client, &observer, rate, seconds, &run_id).await?;
+    let mut variants = Vec::new();
+    for variant in VARIANTS {
+        variants.push(
+            run_variant(
+                stack, binary, options, &observer, &emitter, client, variant, rate,
+            )
+            .await?,
+        );
+    }
+    Ok(BridgeResults {
+        raw_start_rate,
+        raw_starts,
+        baseline,
+        variants,
+        bridge_in_flight: options.bridge_in_flight,
+        sweep_ms: options.sweep_ms,
+    })
+}
+
+/// Raw starts at `rate` for `seconds`, straight to Temporal.
+async fn baseline(
+    client: &Client,
+    observer: &Observer,
+    rate: f64,
+    seconds: f64,
+    run_id: &str,
+) -> Result<Baseline, BenchError> {
+    progress!("bridge: baseline: raw starts at {rate:.1}/s for {seconds} s");
+    let since = observer.since().await?;
+    let id = |i: usize| format!("bench-paced-{run_id}-{i}");
+    let outcome = open_loop(rate, seconds, |i| async move {
+        raw_start(
+            client,
+            RAW_START_TYPE,
+            BASELINE_QUEUE,
+            id(i),
+            &bootstrap_input(Uuid::new_v4()),
+        )
+        .await
+    })
+    .await;
+    let ids: HashSet<String> = outcome
+        .ops
+        .iter()
+        .filter(|op| op.result.is_ok())
+        .map(|op| id(op.index))
+        .collect();
+    let started = start_times(
+        client,
+        RAW_START_TYPE,
+        &since,
+        &ids,
+        Duration::from_secs(30),
+    )
+    .await?;
+    let to_server: Vec<f64> = outcome
+        .ops
+        .iter()
+        .filter_map(|op| {
+            let start = started.get(&id(op.index))?;
+            Some((start - epoch_seconds(op.sent)) * 1000.0)
+        })
+        .collect();
+    let figures = Baseline {
+        rate,
+        seconds,
+        sent: outcome.ops.len(),
+        ok: outcome.ok(),
+        failed: outcome.failed(),
+        ack_ms: summarize(&outcome.latencies_ms()),
+        to_server_start_ms: summarize(&to_server),
+    };
+    if let Some(ack) = &figures.ack_ms {
+        progress!(
+            "bridge: baseline: ack p50 {:.1} ms, p99 {:.1} ms ({} failed)",
+            ack.p50,
+            ack.p99,
+            figures.failed
+        );
+    }
+    Ok(figures)
+}
+
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one call site; a struct would only rename them"
+)]
+async fn run_variant(
+    stack: &Stack,
+    binary: &Path,
+    options: &Options,
+    observer: &Observer,
+    emitter: &Emitter,
+    client: &Client,
+    variant: Variant,
+    rate: f64,
+) -> Result<VariantResults, BenchError> {
+    let direct = stack.postgres.url("postgres");
+    let pooled = stack.pgbouncer.url("postgres");
+    let mut env = vec![
+        ("TEMPORAL_ADDRESS", stack.temporal.address()),
+        (
+            "DATABASE_URL",
+            if variant.pooled {
+                pooled.clone()
+            } else {
+                direct.clone()
+            },
+        ),
+        (
+            "LISTEN_DATABASE_URL",
+            if variant.listen_through_pooler {
+                pooled.clone()
+            } else {
+                direct.clone()
+            },
+        ),
+        ("LOG_FORMAT", "json".to_owned()),
+        ("RUST_LOG", "warn".to_owned()),
+        ("OSP_SHUTDOWN_GRACE_SECONDS", "5".to_owned()),
+    ];
+    if let Some(in_flight) = options.bridge_in_flight {
+        env.push(("OSP_BRIDGE_MAX_IN_FLIGHT", in_flight.to_string()));
+    }
+    if let (Some(sweep), true) = (options.sweep_ms, variant.listen_through_pooler) {
+        env.push(("OSP_BRIDGE_FALLBACK_SWEEP_INTERVAL_MS", sweep.to_string()));
+    }
+
+    // The backlog is queued before the bridge exists, so the drain measures the bridge alone.
+    let backlog_size = options.backlog.unwrap_or(options.workflows);
+    progress!(
+        "bridge {}: queueing a backlog of {backlog_size} bootstrap events",
+        variant.name
+    );
+    let backlog: Vec<Uuid> = (0..backlog_size).map(|_| Uuid::new_v4()).collect();
+    let queued = closed_loop(backlog_size, BACKLOG_CONCURRENCY, |i| {
+        let organization = backlog.get(i).copied().unwrap_or_else(Uuid::new_v4);
+        async move { emitter.emit(organization).await }
+    })
+    .await;
+    if let Some(error) = queued.first_error() {
+        return Err(BenchError::Failed(format!("queueing the backlog: {error}")));
+    }
+
+    let log = stack
+        .postgres
+        .root_dir()
+        .join(format!("bench-bridge-{}.log", variant.name));
+    let (mut bridge, ready) = start_measured(binary, &env, &log).await?;
+    let pid = bridge
+        .pid()
+        .ok_or_else(|| BenchError::Failed("the bridge has no pid".to_owned()))?;
+    let at_ready = usage(pid)?;
+    progress!(
+        "bridge {}: ready in {} ms; draining the backlog",
+        variant.name,
+        ready.as_millis()
+    );
+    let (drained, drain_failed) = observer.wait_settled(&backlog).await?;
+    let backlog_times = observer.times(&backlog).await?;
+    let starts: Vec<f64> = backlog_times.values().filter_map(|t| t.started).collect();
+    let first = starts.iter().copied().fold(f64::INFINITY, f64::min);
+    let last = starts.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let window = (last - first).max(0.0);
+    let drain = Drain {
+        jobs: backlog_size,
+        started: drained,
+        failed: drain_failed,
+        seconds: window,
+        throughput: if window > 0.0 {
+            (starts.len().saturating_sub(1)) as f64 / window
+        } else {
+            0.0
+        },
+    };
+    progress!(
+        "bridge {}: drained {} of {backlog_size} at {:.1} starts/s",
+        variant.name,
+        drain.started,
+        drain.throughput
+    );
+
+    let paced = paced(observer, emitter, client, variant, rate, options.seconds).await;
+    let after = usage(pid)?;
+    stop(&mut bridge, variant.name).await;
+    let paced = paced?;
+    let starts_total = (drain.started + paced.started).max(1);
+    Ok(VariantResults {
+        variant: variant.name,
+        database_url: if variant.pooled {
+            "pgbouncer"
+        } else {
+            "direct"
+        },
+        listen_database_url: if variant.listen_through_pooler {
+            "pgbouncer"
+        } else {
+            "direct"
+        },
+        ready_ms: ready.as_secs_f64() * 1000.0,
+        drain,
+        paced,
+        cpu_ms_per_start: (after.cpu_seconds - at_ready.cpu_seconds) * 1000.0 / starts_total as f64,
+        peak_rss_mib: after.peak_rss_kib as f64 / 1024.0,
+    })
+}
+
+async fn stop(bridge: &mut OspProcess, name: &str) {
+    if let Err(error) = bridge.stop(Duration::from_secs(15)).await {
+        progress!("bridge {name}: did not stop cleanly: {error}");
+    }
+}
+
+/// Events at `rate` for `seconds` through the running bridge.
+async fn paced(
+    observer: &Observer,
+    emitter: &Emitter,
+    client: &Client,
+    variant: Variant,
+    rate: f64,
+    seconds: f64,
+) -> Result<Paced, BenchError> {
+    progress!(
+        "bridge {}: emitting at {rate:.1}/s for {seconds} s",
+        variant.name
+    );
+    let since = observer.since().await?;
+    let total = (rate * seconds).floor().max(1.0) as usize;
+    let streams: Vec<Uuid> = (0..total).map(|_| Uuid::new_v4()).collect();
+    let outcome = open_loop(rate, seconds, |i| {
+        let organization = streams.get(i).copied().unwrap_or_else(Uuid::new_v4);
+        async move { emitter.emit(organization).await }
+    })
+    .await;
+    let emitted: Vec<Uuid> = outcome
+        .ops
+        .iter()
+        .filter(|op| op.result.is_ok())
+        .filter_map(|op| streams.get(op.index).copied())
+        .collect();
+    let (started, failed) = observer.wait_settled(&emitted).await?;
+    let times = observer.times(&emitted).await?;
+    let ids: HashSet<String> = times
+        .values()
+        .filter_map(|t| t.workflow_id.clone())
+        .collect();
+    let server_starts = start_times(
+        client,
+        BOOTSTRAP_TYPE,
+        &since,
+        &ids,
+        Duration::from_secs(30),
+    )
+    .await?;
+    let mut to_server = Vec::new();
+    let mut to_event = Vec::new();
+    let mut triggers = Vec::new();
+    let mut start_events = Vec::new();
+    for t in times.values() {
+        let server = t
+            .workflow_id
+            .as_ref()
+            .and_then(|id| server_starts.get(id))
+            .copied();
+        to_server.extend(ms_between(t.pending, server));
+        to_event.extend(ms_between(t.pending, t.started));
+        triggers.extend(ms_between(t.initiated, t.pending));
+        start_events.extend(t.started);
+    }
+    let first = start_events.iter().copied().fold(f64::INFINITY, f64::min);
+    let last = start_events
+        .iter()
+        .copied()
+        .fold(f64::NEG_INFINITY, f64::max);
+    let window = last - first;
+    let figures = Paced {
+        rate,
+        seconds,
+        emitted: emitted.len(),
+        emit_failed: outcome.failed(),
+        started,
+        failed,
+        throughput: if window > 0.0 {
+            start_events.len().saturating_sub(1) as f64 / window
+        } else {
+            0.0
+        },
+        commit_to_server_start_ms: summarize(&to_server),
+        commit_to_started_event_ms: summarize(&to_event),
+        initiated_to_pending_ms: summarize(&triggers),
+        missing_in_temporal: ids.len().saturating_sub(server_starts.len()),
+    };
+    if let Some(latency) = &figures.commit_to_started_event_ms {
+        progress!(
+            "bridge {}: commit to workflow_started p50 {:.1} ms, p99 {:.1} ms; {} started, {} failed",
+            variant.name,
+            latency.p50,
+            latency.p99,
+            figures.started,
+            figures.failed
+        );
+    }
+    Ok(figures)
+}

@@ -1,0 +1,358 @@
+//! The Markdown report: the machine and the command, one table for the worker and the
+//! ceilings, one for the bridge, and the goals with their measured figures, met or not.
+
+use std::fmt::Write as _;
+
+use super::Options;
+use super::Results;
+use super::ceiling::LoopFigures;
+use super::machine::Machine;
+use super::stats::Summary;
+
+/// Versions of the servers the figures were taken against.
+#[derive(Debug, Clone, Default)]
+pub struct Versions {
+    pub postgres: String,
+    pub temporal_cli: String,
+}
+
+impl Versions {
+    /// Asks the database and the `temporal` CLI; unknown parts read `unknown`.
+    pub async fn read(db: &tokio_postgres::Client) -> Versions {
+        let postgres = match db.query_typed("show server_version", &[]).await {
+            Ok(rows) => rows
+                .first()
+                .map(|row| row.get::<_, String>(0))
+                .unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        let temporal_cli = match crate::temporal_cli() {
+            Ok(path) => tokio::process::Command::new(path)
+                .arg("--version")
+                .output()
+                .await
+                .ok()
+                .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+                .unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        let known = |s: String| {
+            if s.is_empty() {
+                "unknown".to_owned()
+            } else {
+                s
+            }
+        };
+        Versions {
+            postgres: known(postgres),
+            temporal_cli: known(temporal_cli),
+        }
+    }
+}
+
+/// What the report says about the run itself.
+#[derive(Debug, Clone)]
+pub struct RunInfo {
+    pub machine: Machine,
+    pub load_after: String,
+    pub versions: Versions,
+    pub seconds: f64,
+}
+
+fn ms(value: f64) -> String {
+    if !value.is_finite() {
+        "–".to_owned()
+    } else if value.abs() < 10.0 {
+        format!("{value:.1}")
+    } else {
+        format!("{value:.0}")
+    }
+}
+
+fn triple(summary: Option<&Summary>) -> String {
+    summary.map_or_else(
+        || "–".to_owned(),
+        |s| format!("{} / {} / {}", ms(s.p50), ms(s.p99), ms(s.max)),
+    )
+}
+
+fn loop_row(out: &mut String, name: &str, figures: &LoopFigures, notes: &str) {
+    let (p50, p99, max) = figures
+        .latency_ms
+        .map_or((f64::NAN, f64::NAN, f64::NAN), |s| (s.p50, s.p99, s.max));
+    let _ = writeln!(
+        out,
+        "| {name} | {:.1} | {} | {} | {} | {} | {notes} |",
+        figures.throughput,
+        ms(p50),
+        ms(p99),
+        ms(max),
+        figures.failed
+    );
+}
+
+fn verdict(met: Option<bool>) -> &'static str {
+    match met {
+        Some(true) => "**met**",
+        Some(false) => "missed",
+        None => "not measured",
+    }
+}
+
+/// The whole report.
+pub fn markdown(results: &Results, options: &Options, info: &RunInfo) -> String {
+    let mut out = String::new();
+    let m = &info.machine;
+    let _ = writeln!(out, "## Latest run\n");
+    let _ = writeln!(out, "- Command: `{}`", options.command);
+    let _ = writeln!(
+        out,
+        "- Machine: {} CPUs ({}), {:.1} GiB memory, Linux {}",
+        m.cpus, m.cpu_model, m.memory_gib, m.kernel
+    );
+    let _ = writeln!(
+        out,
+        "- Load average (1, 5, 15 min): {} before, {} after",
+        m.load_average, info.load_after
+    );
+    let _ = writeln!(
+        out,
+        "- Servers: PostgreSQL {}, {} (`temporal server start-dev`, in-memory), PgBouncer in transaction mode; all on this machine",
+        info.versions.postgres, info.versions.temporal_cli
+    );
+    let _ = writeln!(out, "- Took {:.0} s\n", info.seconds);
+
+    if results.ceiling.is_some() || results.worker.is_some() {
+        let _ = writeln!(
+            out,
+            "### Worker and ceilings: {} workflows, {} in flight\n",
+            options.workflows, options.concurrency
+        );
+        let _ = writeln!(
+            out,
+            "Latency is client side: start sent to result received (for raw starts: to the acknowledgement).\n"
+        );
+        let _ = writeln!(
+            out,
+            "| run | per second | p50 ms | p99 ms | max ms | failed | notes |"
+        );
+        let _ = writeln!(out, "|---|---|---|---|---|---|---|");
+        if let Some(c) = &results.ceiling {
+            loop_row(
+                &mut out,
+                "ceiling: workflow without activity, in-process worker",
+                &c.no_activity,
+                "one workflow task per workflow",
+            );
+            loop_row(
+                &mut out,
+                "ceiling: `createServiceWorkflow`, stub activity, in-process worker",
+                &c.stub_activity,
+                "the server's share of the worker's workflow",
+            );
+            loop_row(
+                &mut out,
+                "ceiling: raw workflow starts, no worker",
+                &c.raw_starts,
+                "the bridge's ceiling",
+            );
+        }
+        if let Some(w) = &results.worker {
+            loop_row(
+                &mut out,
+                "worker: `createServiceWorkflow`, `osp-worker`",
+                &w.run,
+                &format!(
+                    "CPU {:.2} ms per workflow, peak RSS {:.1} MiB, ready {:.0} ms after spawn (startup CPU {:.0} ms)",
+                    w.cpu_ms_per_workflow, w.peak_rss_mib, w.ready_ms, w.startup_cpu_ms
+                ),
+            );
+        }
+        let _ = writeln!(out);
+    }
+
+    if let Some(b) = &results.bridge {
+        let _ = writeln!(
+            out,
+            "### Bridge: bootstrap events at {:.1}/s for {} s; backlog of {} queued before start\n",
+            b.baseline.rate,
+            b.baseline.seconds,
+            b.variants.first().map_or(0, |v| v.drain.jobs)
+        );
+        let _ = writeln!(
+            out,
+            "Commit is the `workflow.queue.pending` event (the emitting transaction's last row); \"start\" is the execution's start time in Temporal; `workflow_started` is the event the bridge writes once Temporal acknowledged the start. Baseline: the same start request sent straight to Temporal at the same rate (send → server start time, send → acknowledgement). Bridge max in flight: {}; sweeps-only fallback interval: {}.\n",
+            b.bridge_in_flight
+                .map_or_else(|| "default (8)".to_owned(), |n| n.to_string()),
+            b.sweep_ms
+                .map_or_else(|| "default (1000 ms)".to_owned(), |n| format!("{n} ms")),
+        );
+        let _ = writeln!(
+            out,
+            "| run | drain /s | paced /s | → start p50 / p99 / max ms | → `workflow_started` (≈ ack) p50 / p99 / max ms | ready ms | CPU ms per start | peak RSS MiB |"
+        );
+        let _ = writeln!(out, "|---|---|---|---|---|---|---|---|");
+        let _ = writeln!(
+            out,
+            "| baseline: raw starts at {:.1}/s | {:.1} (raw, {} in flight) | – | {} | {} | – | – | – |",
+            b.baseline.rate,
+            b.raw_start_rate,
+            options.concurrency,
+            triple(b.baseline.to_server_start_ms.as_ref()),
+            triple(b.baseline.ack_ms.as_ref()),
+        );
+        for v in &b.variants {
+            let _ = writeln!(
+                out,
+                "| bridge: {} (DATABASE_URL {}, LISTEN {}) | {:.1} | {:.1} | {} | {} | {:.0} | {:.2} | {:.1} |",
+                v.variant,
+                v.database_url,
+                v.listen_database_url,
+                v.drain.throughput,
+                v.paced.throughput,
+                triple(v.paced.commit_to_server_start_ms.as_ref()),
+                triple(v.paced.commit_to_started_event_ms.as_ref()),
+                v.ready_ms,
+                v.cpu_ms_per_start,
+                v.peak_rss_mib,
+            );
+        }
+        let failures: Vec<String> = b
+            .variants
+            .iter()
+            .filter(|v| {
+                v.drain.failed + v.paced.failed + v.paced.emit_failed + v.paced.missing_in_temporal
+                    > 0
+                    || v.drain.started < v.drain.jobs
+                    || v.paced.started < v.paced.emitted
+            })
+            .map(|v| {
+                format!(
+                    "{}: backlog {} of {} started ({} failed); paced {} of {} started ({} failed, {} emits failed, {} not listed by Temporal)",
+                    v.variant,
+                    v.drain.started,
+                    v.drain.jobs,
+                    v.drain.failed,
+                    v.paced.started,
+                    v.paced.emitted,
+                    v.paced.failed,
+                    v.paced.emit_failed,
+                    v.paced.missing_in_temporal
+                )
+            })
+            .collect();
+        if !failures.is_empty() {
+            let _ = writeln!(out, "\nIncomplete: {}.", failures.join("; "));
+        }
+        if let Some(v) = b.variants.first()
+            && let Some(t) = &v.paced.initiated_to_pending_ms
+        {
+            let _ = writeln!(
+                out,
+                "\nInside the emitting transaction, `initiated` → `pending` (the routing triggers) took p50 {} ms, p99 {} ms ({} run); it comes before the commit and is not counted above.",
+                ms(t.p50),
+                ms(t.p99),
+                v.variant
+            );
+        }
+        let _ = writeln!(out);
+    }
+
+    goals(&mut out, results);
+    out
+}
+
+/// The goals of issue 8, each with its figure.
+fn goals(out: &mut String, results: &Results) {
+    let _ = writeln!(out, "### Goals\n");
+    let _ = writeln!(out, "| goal | target | measured | |");
+    let _ = writeln!(out, "|---|---|---|---|");
+    let mut row = |goal: &str, target: &str, measured: String, met: Option<bool>| {
+        let _ = writeln!(out, "| {goal} | {target} | {measured} | {} |", verdict(met));
+    };
+    if let Some(b) = &results.bridge {
+        let raw = b.baseline.ack_ms;
+        for v in b.variants.iter().filter(|v| v.variant != "sweeps") {
+            let paced = v.paced.commit_to_started_event_ms;
+            let over = |f: fn(&Summary) -> f64| match (paced, raw) {
+                (Some(p), Some(r)) => Some(f(&p) - f(&r)),
+                _ => None,
+            };
+            let p50 = over(|s| s.p50);
+            let p99 = over(|s| s.p99);
+            row(
+                &format!(
+                    "bridge ({}): commit → ack, p50 over the raw start's",
+                    v.variant
+                ),
+                "≤ 3 ms",
+                p50.map_or_else(|| "–".to_owned(), |d| format!("{} ms", ms(d))),
+                p50.map(|d| d <= 3.0),
+            );
+            row(
+                &format!(
+                    "bridge ({}): commit → ack, p99 over the raw start's",
+                    v.variant
+                ),
+                "≤ 10 ms",
+                p99.map_or_else(|| "–".to_owned(), |d| format!("{} ms", ms(d))),
+                p99.map(|d| d <= 10.0),
+            );
+        }
+        for v in &b.variants {
+            let share = (b.raw_start_rate > 0.0).then(|| v.drain.throughput / b.raw_start_rate);
+            row(
+                &format!("bridge ({}): sustained throughput", v.variant),
+                "≥ 90 % of the raw start rate",
+                share.map_or_else(
+                    || format!("{:.1}/s", v.drain.throughput),
+                    |s| {
+                        format!(
+                            "{:.1}/s = {:.0} % of {:.1}/s",
+                            v.drain.throughput,
+                            s * 100.0,
+                            b.raw_start_rate
+                        )
+                    },
+                ),
+                share.map(|s| s >= 0.9),
+            );
+        }
+    }
+    if let Some(w) = &results.worker {
+        row(
+            "worker: CPU per `createServiceWorkflow`",
+            "≤ 1.3 ms (Node seed: 12.9 ms)",
+            format!("{:.2} ms", w.cpu_ms_per_workflow),
+            Some(w.cpu_ms_per_workflow <= 1.3),
+        );
+        row(
+            "worker: peak RSS",
+            "≤ 40 MiB (Node seed: 329 MB)",
+            format!("{:.1} MiB", w.peak_rss_mib),
+            Some(w.peak_rss_mib <= 40.0),
+        );
+        row(
+            "worker: spawn → ready",
+            "≤ 300 ms",
+            format!("{:.0} ms", w.ready_ms),
+            Some(w.ready_ms <= 300.0),
+        );
+        let ceiling = results.ceiling.as_ref().map(|c| c.no_activity.throughput);
+        let share = ceiling.filter(|c| *c > 0.0).map(|c| w.run.throughput / c);
+        row(
+            "worker: throughput",
+            "≥ 90 % of the no-activity ceiling",
+            match (share, ceiling) {
+                (Some(s), Some(c)) => format!(
+                    "{:.1}/s = {:.0} % of {:.1}/s",
+                    w.run.throughput,
+                    s * 100.0,
+                    c
+                ),
+                _ => format!("{:.1}/s", w.run.throughput),
+            },
+            share.map(|s| s >= 0.9),
+        );
+    }
+}
