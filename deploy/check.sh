@@ -2,7 +2,7 @@
 # Offline checks of deploy/: hadolint on the Dockerfiles, shellcheck on the scripts, helm lint
 # --strict and helm template for every value set in deploy/test/values (and the defaults) on
 # the oldest and newest Kubernetes versions the chart targets, kubernetes-validate --strict
-# on every rendering, the CRD kinds against vendored CRD schemas, the chart's promises
+# on every rendering, the custom resources against our own strict schemas (deploy/test/cr_schemas.py), the chart's promises
 # (deploy/test/check_renderings.py), yamllint, and the failures that must happen: every file
 # in deploy/test/invalid fails helm lint --strict with the schema's message, a misspelt field
 # fails kubernetes-validate --strict and the CRD check. Called by `make deploy-lint`.
@@ -67,7 +67,7 @@ done
 ! grep -Eq "^kind: ($crd_kinds)$" "$out/plain-cluster.yaml" || fail "a CRD object rendered for a cluster without its CRD"
 python3 -m kubernetes_validate --strict --quiet "$out/plain-cluster.yaml" || fail "kubernetes-validate (plain cluster)"
 
-say "custom resources against vendored CRD schemas"
+say "custom resources against deploy/test/cr_schemas.py"
 python3 "$deploy/test/validate_crs.py" "$out"/*.yaml || fail "CRD schema validation"
 
 say "the chart's promises"

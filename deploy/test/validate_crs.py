@@ -1,64 +1,29 @@
 #!/usr/bin/env python3
-"""Validates the custom resources in rendered manifests against vendored CRD schemas, offline.
+"""Validates the custom resources in rendered manifests against the project's own schemas.
 
 kubernetes-validate knows only built-in kinds; it warns and skips KEDA's ScaledObject and
 TriggerAuthentication and the Prometheus Operator's ServiceMonitor. This checks those
-documents against the openAPIV3Schema of the CRDs in crds/ (see crds/README.md), made
-strict the way kubernetes-validate --strict is: an object schema that lists its properties
-accepts no others, so a misspelt field fails instead of being pruned by the API server.
+documents against the strict schemas in cr_schemas.py (written for this project from the
+fields those projects document): an object accepts only the properties it lists, so a
+misspelt field fails instead of being pruned by the API server.
 
 Usage: validate_crs.py [--expect-failure] RENDERING.yaml...
 Prints one line per custom resource; exits 1 when one is invalid (or, with
 --expect-failure, when none is).
 """
 
-import copy
 import pathlib
 import sys
 
 import jsonschema
 import yaml
 
-CRD_DIR = pathlib.Path(__file__).resolve().parent / "crds"
+from cr_schemas import SCHEMAS
 
 
-def strict(schema):
-    """Returns a copy of an OpenAPI v3 schema that rejects properties it does not list."""
-    schema = copy.deepcopy(schema)
-
-    def walk(node):
-        if isinstance(node, dict):
-            if (
-                "properties" in node
-                and "additionalProperties" not in node
-                and not node.get("x-kubernetes-preserve-unknown-fields")
-            ):
-                node["additionalProperties"] = False
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(schema)
-    return schema
-
-
-def load_crds():
-    """Maps (apiVersion, kind) to a validator for every served version of every vendored CRD."""
-    validators = {}
-    for path in sorted(CRD_DIR.glob("*.yaml")):
-        for crd in yaml.safe_load_all(path.read_text()):
-            if not crd or crd.get("kind") != "CustomResourceDefinition":
-                continue
-            group = crd["spec"]["group"]
-            kind = crd["spec"]["names"]["kind"]
-            for version in crd["spec"]["versions"]:
-                schema = strict(version["schema"]["openAPIV3Schema"])
-                # metadata is checked by the API server, not by the CRD's schema.
-                schema.setdefault("properties", {})["metadata"] = {"type": "object"}
-                validators[(f"{group}/{version['name']}", kind)] = jsonschema.Draft7Validator(schema)
-    return validators
+def load_validators():
+    """Maps (apiVersion, kind) to a validator."""
+    return {key: jsonschema.Draft7Validator(schema) for key, schema in SCHEMAS.items()}
 
 
 def main(argv):
@@ -67,7 +32,7 @@ def main(argv):
     if not files:
         print(__doc__.strip().splitlines()[-3], file=sys.stderr)
         return 2
-    validators = load_crds()
+    validators = load_validators()
     groups = {api_version.split("/")[0] for api_version, _ in validators}
     checked = failed = 0
     for file in files:
@@ -81,7 +46,7 @@ def main(argv):
             validator = validators.get((api_version, kind))
             checked += 1
             if validator is None:
-                print(f"FAIL {name}: no vendored schema for {api_version} {kind}")
+                print(f"FAIL {name}: no schema for {api_version} {kind}")
                 failed += 1
                 continue
             errors = sorted(validator.iter_errors(doc), key=lambda e: list(e.absolute_path))
