@@ -239,10 +239,14 @@ printf '# Rendered by Vault Agent for OSP (OSP_CONFIG). Environment variables ov
     "$database_url" "$database_url" >"$work/vault/osp.toml"
 chmod 0755 "$work/vault"
 chmod 0644 "$work/vault/osp.toml"
+# Replaces the calling (sub)shell with `buildah run`, so that `$!` of `run_in_image ... &` is
+# buildah itself: SIGTERM to buildah ends the program in the container, SIGTERM to a subshell
+# would leave buildah running. In the foreground, call it in a subshell: ( run_in_image ... ).
 run_in_image() {
     local container=$1 port=$2
     shift 2
-    bh run --isolation chroot --network host \
+    exec buildah --root "$work/storage" --runroot "$work/run" --storage-driver vfs \
+        run --isolation chroot --network host \
         --volume "$work/vault:/vault/secrets:ro" \
         --env OSP_CONFIG=/vault/secrets/osp.toml \
         --env TEMPORAL_ADDRESS="127.0.0.1:$temporal_port" \
@@ -255,7 +259,8 @@ run_in_image() {
 }
 
 say "osp-worker migrate, inside the image"
-run_in_image "$(bh from --pull-never --quiet "$image")" "$worker_port" /usr/local/bin/osp-worker migrate >"$work/migrate.log" 2>&1 \
+migrate_container=$(bh from --pull-never --quiet "$image")
+(run_in_image "$migrate_container" "$worker_port" /usr/local/bin/osp-worker migrate) >"$work/migrate.log" 2>&1 \
     || die "osp-worker migrate failed"
 
 say "starting osp-worker and osp-bridge inside the image"
