@@ -149,7 +149,8 @@ else
         set +a
         cargo build --release --locked --target "$target" -p osp-worker -p osp-bridge
     )
-    out=$root/target/$target/release
+    # Where cargo put them: CARGO_TARGET_DIR when set (a shared build directory), else target/.
+    out=${CARGO_TARGET_DIR:-$root/target}/$target/release
 fi
 for bin in osp-worker osp-bridge; do
     [ -x "$out/$bin" ] || die "$out/$bin was not built (does the crate have its binary yet?)"
