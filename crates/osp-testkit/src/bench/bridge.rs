@@ -143,7 +143,8 @@ pub struct BridgeResults {
     pub raw_starts: Option<LoopFigures>,
     pub baseline: Baseline,
     pub variants: Vec<VariantResults>,
-    pub bridge_in_flight: Option<usize>,
+    /// `OSP_BRIDGE_MAX_IN_FLIGHT` of every bridge run.
+    pub bridge_in_flight: usize,
     pub sweep_ms: Option<u64>,
 }
 
@@ -341,7 +342,7 @@ pub async fn run(
         raw_starts,
         baseline,
         variants,
-        bridge_in_flight: options.bridge_in_flight,
+        bridge_in_flight: options.bridge_in_flight.unwrap_or(options.concurrency),
         sweep_ms: options.sweep_ms,
     })
 }
@@ -448,15 +449,19 @@ async fn run_variant(
         ("RUST_LOG", "warn".to_owned()),
         ("OSP_SHUTDOWN_GRACE_SECONDS", "5".to_owned()),
     ];
-    if let Some(in_flight) = options.bridge_in_flight {
-        env.push(("OSP_BRIDGE_MAX_IN_FLIGHT", in_flight.to_string()));
-    }
+    env.push((
+        "OSP_BRIDGE_MAX_IN_FLIGHT",
+        options
+            .bridge_in_flight
+            .unwrap_or(options.concurrency)
+            .to_string(),
+    ));
     if let (Some(sweep), true) = (options.sweep_ms, variant.listen_through_pooler) {
         env.push(("OSP_BRIDGE_FALLBACK_SWEEP_INTERVAL_MS", sweep.to_string()));
     }
 
     // The backlog is queued before the bridge exists, so the drain measures the bridge alone.
-    let backlog_size = options.backlog.unwrap_or(options.workflows);
+    let backlog_size = options.backlog;
     progress!(
         "bridge {}: queueing a backlog of {backlog_size} bootstrap events",
         variant.name
@@ -481,9 +486,10 @@ async fn run_variant(
         .ok_or_else(|| BenchError::Failed("the bridge has no pid".to_owned()))?;
     let at_ready = usage(pid)?;
     progress!(
-        "bridge {}: ready in {} ms; draining the backlog",
+        "bridge {}: ready in {} ms (pid {pid}, log {}); draining the backlog",
         variant.name,
-        ready.as_millis()
+        ready.as_millis(),
+        log.display()
     );
     let (drained, drain_failed) = observer.wait_settled(&backlog).await?;
     let backlog_times = observer.times(&backlog).await?;

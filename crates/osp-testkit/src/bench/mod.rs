@@ -31,8 +31,9 @@ pub const USAGE: &str =
   --rate R             bridge scenario: bootstrap events per second (half the raw start rate)
   --seconds T          bridge scenario: how long events are emitted at R (20)
   --backlog M          bridge scenario: events queued before the bridge starts, for its
-                       throughput (the --workflows value)
-  --bridge-in-flight K OSP_BRIDGE_MAX_IN_FLIGHT of the bridge (the bridge's default)
+                       throughput (1000)
+  --bridge-in-flight K OSP_BRIDGE_MAX_IN_FLIGHT of the bridge (the --concurrency value, so
+                       the bridge may ask the server as much as the raw-start client does)
   --sweep-ms MS        OSP_BRIDGE_FALLBACK_SWEEP_INTERVAL_MS of the sweeps-only run (the
                        bridge's default)
   --only LIST          run only these scenarios (comma-separated)
@@ -109,8 +110,8 @@ pub struct Options {
     /// `None`: half the raw start rate measured in the same run.
     pub rate: Option<f64>,
     pub seconds: f64,
-    /// `None`: `workflows`.
-    pub backlog: Option<usize>,
+    pub backlog: usize,
+    /// `None`: `concurrency`.
     pub bridge_in_flight: Option<usize>,
     pub sweep_ms: Option<u64>,
     pub only: Vec<Scenario>,
@@ -126,7 +127,7 @@ impl Default for Options {
             concurrency: 50,
             rate: None,
             seconds: 20.0,
-            backlog: None,
+            backlog: 1000,
             bridge_in_flight: None,
             sweep_ms: None,
             only: vec![Scenario::Ceiling, Scenario::Worker, Scenario::Bridge],
@@ -174,7 +175,7 @@ impl Options {
                 "--concurrency" => options.concurrency = positive(flag)?,
                 "--rate" => options.rate = Some(positive_float(flag)?),
                 "--seconds" => options.seconds = positive_float(flag)?,
-                "--backlog" => options.backlog = Some(positive(flag)?),
+                "--backlog" => options.backlog = positive(flag)?,
                 "--bridge-in-flight" => options.bridge_in_flight = Some(positive(flag)?),
                 "--sweep-ms" => options.sweep_ms = Some(positive(flag)? as u64),
                 "--only" => {

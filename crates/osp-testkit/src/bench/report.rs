@@ -182,8 +182,7 @@ pub fn markdown(results: &Results, options: &Options, info: &RunInfo) -> String 
         let _ = writeln!(
             out,
             "Commit is the `workflow.queue.pending` event (the emitting transaction's last row); \"start\" is the execution's start time in Temporal; `workflow_started` is the event the bridge writes once Temporal acknowledged the start. Baseline: the same start request sent straight to Temporal at the same rate (send → server start time, send → acknowledgement). Bridge max in flight: {}; sweeps-only fallback interval: {}.\n",
-            b.bridge_in_flight
-                .map_or_else(|| "default (8)".to_owned(), |n| n.to_string()),
+            b.bridge_in_flight,
             b.sweep_ms
                 .map_or_else(|| "default (1000 ms)".to_owned(), |n| format!("{n} ms")),
         );
@@ -308,7 +307,7 @@ fn goals(out: &mut String, results: &Results) {
                     || format!("{:.1}/s", v.drain.throughput),
                     |s| {
                         format!(
-                            "{:.1}/s = {:.0} % of {:.1}/s",
+                            "{:.1}/s = {:.1} % of {:.1}/s",
                             v.drain.throughput,
                             s * 100.0,
                             b.raw_start_rate
@@ -345,7 +344,7 @@ fn goals(out: &mut String, results: &Results) {
             "≥ 90 % of the no-activity ceiling",
             match (share, ceiling) {
                 (Some(s), Some(c)) => format!(
-                    "{:.1}/s = {:.0} % of {:.1}/s",
+                    "{:.1}/s = {:.1} % of {:.1}/s",
                     w.run.throughput,
                     s * 100.0,
                     c

@@ -29,6 +29,8 @@ const READY_DEADLINE: Duration = Duration::from_secs(60);
 /// What the worker did and cost.
 #[derive(Debug, Clone, Serialize)]
 pub struct WorkerResults {
+    /// The binary measured.
+    pub binary: String,
     pub run: LoopFigures,
     /// Spawn to the first `/readyz` 200, in ms.
     pub ready_ms: f64,
@@ -47,7 +49,7 @@ impl WorkerResults {
         json!({
             "scenario": "worker.create_service",
             "workflow": "createServiceWorkflow",
-            "worker": "osp-worker (release)",
+            "worker": "osp-worker",
             "figures": self,
         })
     }
@@ -106,8 +108,9 @@ pub async fn run(
         .ok_or_else(|| BenchError::Failed("the worker has no pid".to_owned()))?;
     let at_ready: Usage = usage(pid)?;
     progress!(
-        "worker: ready in {} ms; {n} createServiceWorkflow, {c} in flight",
-        ready.as_millis()
+        "worker: ready in {} ms (pid {pid}, log {}); {n} createServiceWorkflow, {c} in flight",
+        ready.as_millis(),
+        log.display()
     );
     let run_id = uuid::Uuid::new_v4().simple().to_string();
     let run_id = &run_id[..8];
@@ -133,6 +136,7 @@ pub async fn run(
         progress!("worker: did not stop cleanly: {error}");
     }
     Ok(WorkerResults {
+        binary: binary.display().to_string(),
         cpu_ms_per_workflow: (after.cpu_seconds - at_ready.cpu_seconds) * 1000.0
             / figures.ok.max(1) as f64,
         run: figures,
