@@ -8,48 +8,41 @@ use std::time::Duration;
 use super::keys::Key;
 use super::layers::{Context, Setting};
 use super::sections::{Fields, SupabaseSettings, write_fields};
-use super::values::{InvalidValue, parse_bool};
+use super::values::{InvalidValue, as_usize, parse_bool};
 use super::worker::{OSP_DATABASE_POOL_SIZE, OSP_SHUTDOWN_GRACE_SECONDS};
-
-const fn key(env: &'static str, file: &'static str) -> Key {
-    Key {
-        env,
-        aliases: &[],
-        file,
-        secret: false,
-    }
-}
 
 /// Prefix of the bridge's worker id in claims and logs; a random suffix is added per process,
 /// so replicas may share it. Default `osp-bridge`.
-pub const OSP_BRIDGE_ID: Key = key("OSP_BRIDGE_ID", "bridge.id");
+pub const OSP_BRIDGE_ID: Key = Key::new("OSP_BRIDGE_ID", "bridge.id");
 /// Jobs claimed per statement; default 100.
-pub const OSP_BRIDGE_BATCH_SIZE: Key = key("OSP_BRIDGE_BATCH_SIZE", "bridge.batch_size");
+pub const OSP_BRIDGE_BATCH_SIZE: Key = Key::new("OSP_BRIDGE_BATCH_SIZE", "bridge.batch_size");
 /// Dispatches (workflow starts) in flight at once; default 8.
-pub const OSP_BRIDGE_MAX_IN_FLIGHT: Key = key("OSP_BRIDGE_MAX_IN_FLIGHT", "bridge.max_in_flight");
+pub const OSP_BRIDGE_MAX_IN_FLIGHT: Key =
+    Key::new("OSP_BRIDGE_MAX_IN_FLIGHT", "bridge.max_in_flight");
 /// Seconds a claim holds a job before another bridge may take it over; default 60.
-pub const OSP_BRIDGE_LEASE_SECONDS: Key = key("OSP_BRIDGE_LEASE_SECONDS", "bridge.lease_seconds");
+pub const OSP_BRIDGE_LEASE_SECONDS: Key =
+    Key::new("OSP_BRIDGE_LEASE_SECONDS", "bridge.lease_seconds");
 /// Attempts before a job whose start keeps failing ends failed; default 10.
-pub const OSP_BRIDGE_MAX_ATTEMPTS: Key = key("OSP_BRIDGE_MAX_ATTEMPTS", "bridge.max_attempts");
+pub const OSP_BRIDGE_MAX_ATTEMPTS: Key = Key::new("OSP_BRIDGE_MAX_ATTEMPTS", "bridge.max_attempts");
 /// Delay before the first retry of a failed start, in milliseconds; doubles per attempt.
 pub const OSP_BRIDGE_RETRY_INITIAL_MS: Key =
-    key("OSP_BRIDGE_RETRY_INITIAL_MS", "bridge.retry_initial_ms");
+    Key::new("OSP_BRIDGE_RETRY_INITIAL_MS", "bridge.retry_initial_ms");
 /// Longest delay between retries, in milliseconds.
-pub const OSP_BRIDGE_RETRY_MAX_MS: Key = key("OSP_BRIDGE_RETRY_MAX_MS", "bridge.retry_max_ms");
+pub const OSP_BRIDGE_RETRY_MAX_MS: Key = Key::new("OSP_BRIDGE_RETRY_MAX_MS", "bridge.retry_max_ms");
 /// Milliseconds between sweeps while a wake-up source (LISTEN, Realtime) is healthy.
 pub const OSP_BRIDGE_SWEEP_INTERVAL_MS: Key =
-    key("OSP_BRIDGE_SWEEP_INTERVAL_MS", "bridge.sweep_interval_ms");
+    Key::new("OSP_BRIDGE_SWEEP_INTERVAL_MS", "bridge.sweep_interval_ms");
 /// Milliseconds between sweeps while no wake-up source is healthy.
-pub const OSP_BRIDGE_FALLBACK_SWEEP_INTERVAL_MS: Key = key(
+pub const OSP_BRIDGE_FALLBACK_SWEEP_INTERVAL_MS: Key = Key::new(
     "OSP_BRIDGE_FALLBACK_SWEEP_INTERVAL_MS",
     "bridge.fallback_sweep_interval_ms",
 );
 /// Largest routed event payload (its JSON text, in bytes) the bridge starts a workflow with.
 pub const OSP_BRIDGE_MAX_PAYLOAD_BYTES: Key =
-    key("OSP_BRIDGE_MAX_PAYLOAD_BYTES", "bridge.max_payload_bytes");
+    Key::new("OSP_BRIDGE_MAX_PAYLOAD_BYTES", "bridge.max_payload_bytes");
 /// Boolean: subscribe to Supabase Realtime as a wake-up source; default on exactly when
 /// `SUPABASE_URL` and the service-role key are set.
-pub const OSP_BRIDGE_REALTIME: Key = key("OSP_BRIDGE_REALTIME", "bridge.realtime");
+pub const OSP_BRIDGE_REALTIME: Key = Key::new("OSP_BRIDGE_REALTIME", "bridge.realtime");
 
 /// The bridge-only keys, in documentation order (the shutdown grace and pool size are the
 /// worker's keys, listed with them).
@@ -90,10 +83,6 @@ fn parse_id(s: &str) -> Result<String, InvalidValue> {
         return Err(InvalidValue::new("must not contain whitespace"));
     }
     Ok(s.to_owned())
-}
-
-fn as_usize(n: u64) -> usize {
-    usize::try_from(n).unwrap_or(usize::MAX)
 }
 
 fn as_u32(n: u64) -> u32 {

@@ -21,7 +21,8 @@ pub struct Key {
 }
 
 impl Key {
-    const fn new(env: &'static str, file: &'static str) -> Self {
+    /// A setting without aliases that is not secret.
+    pub(super) const fn new(env: &'static str, file: &'static str) -> Self {
         Key {
             env,
             aliases: &[],

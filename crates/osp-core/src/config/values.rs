@@ -344,3 +344,8 @@ fn strip_prefix_ignore_case<'s>(s: &'s str, prefix: &str) -> Option<&'s str> {
     head.eq_ignore_ascii_case(prefix)
         .then(|| &s[prefix.len()..])
 }
+
+/// A count parsed as u64, as a usize (saturating: the parsers bound counts far below it).
+pub(crate) fn as_usize(n: u64) -> usize {
+    usize::try_from(n).unwrap_or(usize::MAX)
+}

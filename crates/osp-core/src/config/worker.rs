@@ -9,16 +9,9 @@ use std::time::Duration;
 use super::keys::Key;
 use super::layers::{Context, Setting};
 use super::sections::Fields;
-use super::values::{InvalidValue, REDACTED, Secret, parse_http_url, parse_non_empty, parse_port};
-
-const fn key(env: &'static str, file: &'static str) -> Key {
-    Key {
-        env,
-        aliases: &[],
-        file,
-        secret: false,
-    }
-}
+use super::values::{
+    InvalidValue, REDACTED, Secret, as_usize, parse_http_url, parse_non_empty, parse_port,
+};
 
 const fn secret(env: &'static str, file: &'static str) -> Key {
     Key {
@@ -30,61 +23,61 @@ const fn secret(env: &'static str, file: &'static str) -> Key {
 }
 
 /// Workflow tasks run at once; default 10 (the seed's worker).
-pub const OSP_MAX_CONCURRENT_WORKFLOW_TASKS: Key = key(
+pub const OSP_MAX_CONCURRENT_WORKFLOW_TASKS: Key = Key::new(
     "OSP_MAX_CONCURRENT_WORKFLOW_TASKS",
     "worker.max_concurrent_workflow_tasks",
 );
 /// Activities run at once; default 10.
-pub const OSP_MAX_CONCURRENT_ACTIVITIES: Key = key(
+pub const OSP_MAX_CONCURRENT_ACTIVITIES: Key = Key::new(
     "OSP_MAX_CONCURRENT_ACTIVITIES",
     "worker.max_concurrent_activities",
 );
 /// Seconds in-flight work may take to finish after SIGTERM; default 30.
 pub const OSP_SHUTDOWN_GRACE_SECONDS: Key =
-    key("OSP_SHUTDOWN_GRACE_SECONDS", "shutdown.grace_seconds");
+    Key::new("OSP_SHUTDOWN_GRACE_SECONDS", "shutdown.grace_seconds");
 /// Connections in the activities' database pool; default 10.
-pub const OSP_DATABASE_POOL_SIZE: Key = key("OSP_DATABASE_POOL_SIZE", "database.pool_size");
+pub const OSP_DATABASE_POOL_SIZE: Key = Key::new("OSP_DATABASE_POOL_SIZE", "database.pool_size");
 /// Seconds between `last_health_check` updates in the worker registry; default 15.
-pub const OSP_REGISTRY_HEARTBEAT_SECONDS: Key = key(
+pub const OSP_REGISTRY_HEARTBEAT_SECONDS: Key = Key::new(
     "OSP_REGISTRY_HEARTBEAT_SECONDS",
     "worker.registry_heartbeat_seconds",
 );
 /// Worker Controller's deployment name; with the build id, turns worker versioning on.
 pub const TEMPORAL_DEPLOYMENT_NAME: Key =
-    key("TEMPORAL_DEPLOYMENT_NAME", "temporal.deployment_name");
+    Key::new("TEMPORAL_DEPLOYMENT_NAME", "temporal.deployment_name");
 /// Worker Controller's build id.
 pub const TEMPORAL_WORKER_BUILD_ID: Key =
-    key("TEMPORAL_WORKER_BUILD_ID", "temporal.worker_build_id");
+    Key::new("TEMPORAL_WORKER_BUILD_ID", "temporal.worker_build_id");
 /// Where `deployWorkerWorkflow` writes manifests; default `manifests`.
-pub const OSP_MANIFEST_DIR: Key = key("OSP_MANIFEST_DIR", "worker.manifest_dir");
+pub const OSP_MANIFEST_DIR: Key = Key::new("OSP_MANIFEST_DIR", "worker.manifest_dir");
 /// The deployer's argv template as a JSON array of strings; none by default.
-pub const OSP_DEPLOYER_COMMAND: Key = key("OSP_DEPLOYER_COMMAND", "worker.deployer_command");
+pub const OSP_DEPLOYER_COMMAND: Key = Key::new("OSP_DEPLOYER_COMMAND", "worker.deployer_command");
 /// `log` (default) or `cloudflare`.
-pub const DNS_PROVIDER: Key = key("DNS_PROVIDER", "dns.provider");
+pub const DNS_PROVIDER: Key = Key::new("DNS_PROVIDER", "dns.provider");
 /// The zone organizations get names in: `{subdomain}.{zone}`; default `localhost`.
-pub const DNS_ZONE: Key = key("DNS_ZONE", "dns.zone");
+pub const DNS_ZONE: Key = Key::new("DNS_ZONE", "dns.zone");
 /// What each organization's CNAME points at (cloudflare).
-pub const DNS_TARGET: Key = key("DNS_TARGET", "dns.target");
+pub const DNS_TARGET: Key = Key::new("DNS_TARGET", "dns.target");
 /// API base; default `https://api.cloudflare.com/client/v4`.
-pub const CLOUDFLARE_API_URL: Key = key("CLOUDFLARE_API_URL", "dns.cloudflare_api_url");
+pub const CLOUDFLARE_API_URL: Key = Key::new("CLOUDFLARE_API_URL", "dns.cloudflare_api_url");
 /// The zone's id (cloudflare).
-pub const CLOUDFLARE_ZONE_ID: Key = key("CLOUDFLARE_ZONE_ID", "dns.cloudflare_zone_id");
+pub const CLOUDFLARE_ZONE_ID: Key = Key::new("CLOUDFLARE_ZONE_ID", "dns.cloudflare_zone_id");
 /// An API token allowed to edit the zone's DNS (cloudflare).
 pub const CLOUDFLARE_API_TOKEN: Key = secret("CLOUDFLARE_API_TOKEN", "dns.cloudflare_api_token");
 /// `log` (default) or `smtp`.
-pub const EMAIL_PROVIDER: Key = key("EMAIL_PROVIDER", "email.provider");
+pub const EMAIL_PROVIDER: Key = Key::new("EMAIL_PROVIDER", "email.provider");
 /// SMTP server host (smtp).
-pub const SMTP_HOST: Key = key("SMTP_HOST", "email.smtp_host");
+pub const SMTP_HOST: Key = Key::new("SMTP_HOST", "email.smtp_host");
 /// SMTP port; default 587.
-pub const SMTP_PORT: Key = key("SMTP_PORT", "email.smtp_port");
+pub const SMTP_PORT: Key = Key::new("SMTP_PORT", "email.smtp_port");
 /// `starttls` (default), `tls` or `none`.
-pub const SMTP_SECURITY: Key = key("SMTP_SECURITY", "email.smtp_security");
+pub const SMTP_SECURITY: Key = Key::new("SMTP_SECURITY", "email.smtp_security");
 /// SMTP user name.
-pub const SMTP_USERNAME: Key = key("SMTP_USERNAME", "email.smtp_username");
+pub const SMTP_USERNAME: Key = Key::new("SMTP_USERNAME", "email.smtp_username");
 /// SMTP password.
 pub const SMTP_PASSWORD: Key = secret("SMTP_PASSWORD", "email.smtp_password");
 /// The sender of invitations, e.g. `OSP <no-reply@example.com>` (smtp).
-pub const SMTP_FROM: Key = key("SMTP_FROM", "email.smtp_from");
+pub const SMTP_FROM: Key = Key::new("SMTP_FROM", "email.smtp_from");
 
 /// The worker-only keys, in documentation order.
 pub const WORKER_KEYS: &[Key] = &[
@@ -119,10 +112,6 @@ fn count(min: u64, max: u64) -> impl Fn(&str) -> Result<u64, InvalidValue> {
             "must be a whole number from {min} to {max}"
         ))),
     }
-}
-
-fn as_usize(n: u64) -> usize {
-    usize::try_from(n).unwrap_or(usize::MAX)
 }
 
 /// How the worker runs.
