@@ -459,6 +459,12 @@ async fn run_variant(
     if let (Some(sweep), true) = (options.sweep_ms, variant.listen_through_pooler) {
         env.push(("OSP_BRIDGE_FALLBACK_SWEEP_INTERVAL_MS", sweep.to_string()));
     }
+    env.extend(
+        options
+            .bridge_env
+            .iter()
+            .map(|(key, value)| (key.as_str(), value.clone())),
+    );
 
     // The backlog is queued before the bridge exists, so the drain measures the bridge alone.
     let backlog_size = options.backlog;

@@ -36,6 +36,8 @@ pub const USAGE: &str =
                        the bridge may ask the server as much as the raw-start client does)
   --sweep-ms MS        OSP_BRIDGE_FALLBACK_SWEEP_INTERVAL_MS of the sweeps-only run (the
                        bridge's default)
+  --worker-env K=V     an extra environment variable for osp-worker (repeatable)
+  --bridge-env K=V     an extra environment variable for osp-bridge (repeatable)
   --only LIST          run only these scenarios (comma-separated)
   --out FILE           also write the Markdown report to FILE";
 
@@ -115,6 +117,9 @@ pub struct Options {
     pub bridge_in_flight: Option<usize>,
     pub sweep_ms: Option<u64>,
     pub only: Vec<Scenario>,
+    /// Extra environment of the worker and the bridge processes (settings to compare).
+    pub worker_env: Vec<(String, String)>,
+    pub bridge_env: Vec<(String, String)>,
     pub out: Option<std::path::PathBuf>,
     /// The command as typed, for the report.
     pub command: String,
@@ -131,6 +136,8 @@ impl Default for Options {
             bridge_in_flight: None,
             sweep_ms: None,
             only: vec![Scenario::Ceiling, Scenario::Worker, Scenario::Bridge],
+            worker_env: Vec::new(),
+            bridge_env: Vec::new(),
             out: None,
             command: "osp-testkit bench".to_owned(),
         }
@@ -189,6 +196,8 @@ impl Options {
                         return Err(BenchError::Usage("--only needs a scenario".to_owned()));
                     }
                 }
+                "--worker-env" => options.worker_env.push(key_value(flag, value)?),
+                "--bridge-env" => options.bridge_env.push(key_value(flag, value)?),
                 "--out" => options.out = Some(value.into()),
                 other => return Err(BenchError::Usage(format!("unknown option {other}"))),
             }
@@ -198,6 +207,16 @@ impl Options {
 
     fn runs(&self, scenario: Scenario) -> bool {
         self.only.contains(&scenario)
+    }
+}
+
+/// Splits `KEY=VALUE`.
+fn key_value(flag: &str, value: &str) -> Result<(String, String), BenchError> {
+    match value.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+        _ => Err(BenchError::Usage(format!(
+            "{flag} {value}: expected KEY=VALUE"
+        ))),
     }
 }
 
@@ -353,16 +372,17 @@ mod tests {
         assert_eq!(options.only.len(), 3);
 
         let options = Options::parse(&args(
-            "--workflows 10 --concurrency 2 --rate 55.5 --seconds 3 --only bridge,worker --out x.md",
+            "--workflows 10 --concurrency 2 --rate 55.5 --seconds 3 --only bridge,worker --out x.md --worker-env A=b=c",
         ))
         .unwrap();
+        assert_eq!(options.worker_env, vec![("A".to_owned(), "b=c".to_owned())]);
         assert_eq!((options.workflows, options.concurrency), (10, 2));
         assert_eq!(options.rate, Some(55.5));
         assert_eq!(options.only, vec![Scenario::Bridge, Scenario::Worker]);
         assert!(options.runs(Scenario::Worker) && !options.runs(Scenario::Ceiling));
         assert_eq!(
             options.command,
-            "osp-testkit bench --workflows 10 --concurrency 2 --rate 55.5 --seconds 3 --only bridge,worker --out x.md"
+            "osp-testkit bench --workflows 10 --concurrency 2 --rate 55.5 --seconds 3 --only bridge,worker --out x.md --worker-env A=b=c"
         );
     }
 
@@ -374,6 +394,8 @@ mod tests {
             "--rate -1",
             "--only everything",
             "--frobnicate 1",
+            "--worker-env novalue",
+            "--bridge-env =x",
         ] {
             assert!(
                 matches!(Options::parse(&args(line)), Err(BenchError::Usage(_))),

@@ -92,7 +92,7 @@ pub async fn run(
     options: &Options,
 ) -> Result<WorkerResults, BenchError> {
     let (n, c) = (options.workflows, options.concurrency);
-    let env = vec![
+    let mut env = vec![
         ("TEMPORAL_ADDRESS", stack.temporal.address()),
         ("TEMPORAL_TASK_QUEUE", WORKER_QUEUE.to_owned()),
         ("DATABASE_URL", stack.postgres.url("postgres")),
@@ -100,6 +100,12 @@ pub async fn run(
         ("RUST_LOG", "warn".to_owned()),
         ("OSP_SHUTDOWN_GRACE_SECONDS", "5".to_owned()),
     ];
+    env.extend(
+        options
+            .worker_env
+            .iter()
+            .map(|(key, value)| (key.as_str(), value.clone())),
+    );
     let log = stack.postgres.root_dir().join("bench-worker.log");
     progress!("worker: starting osp-worker on {WORKER_QUEUE}");
     let (mut worker, ready) = start_measured(binary, &env, &log).await?;
