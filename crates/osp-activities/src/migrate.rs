@@ -36,6 +36,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "bridge",
         sql: include_str!("../migrations/0004_bridge.sql"),
     },
+    Migration {
+        version: 5,
+        name: "claim_order",
+        sql: include_str!("../migrations/0005_claim_order.sql"),
+    },
 ];
 
 /// Held for the migration transaction; serialises migrators across processes. The value is

@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use osp_core::config::TemporalSettings;
 use temporalio_client::{
-    Client, ClientOptions, ClientTlsOptions, Connection, ConnectionOptions, TlsOptions, Url,
+    Client, ClientOptions, ClientTlsOptions, Connection, ConnectionOptions, GrpcCompression,
+    TlsOptions, Url,
 };
 use temporalio_common::telemetry::metrics::TemporalMeter;
 
@@ -60,6 +61,10 @@ pub async fn connect(
         .maybe_tls_options(tls_options)
         .maybe_metrics_meter(meter)
         .connect_timeout(Duration::from_secs(10))
+        .grpc_compression(match settings.compression {
+            osp_core::config::GrpcCompression::None => GrpcCompression::None,
+            osp_core::config::GrpcCompression::Gzip => GrpcCompression::Gzip,
+        })
         .build();
     let connection = Connection::connect(options)
         .await

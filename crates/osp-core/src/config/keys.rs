@@ -45,6 +45,9 @@ pub const TEMPORAL_API_KEY: Key = Key {
 };
 /// Task queue polled by the worker and used by the bridge; default `osp-queue`.
 pub const TEMPORAL_TASK_QUEUE: Key = Key::new("TEMPORAL_TASK_QUEUE", "temporal.task_queue");
+/// Compression of the gRPC messages sent to Temporal: `none` (default) or `gzip`.
+pub const TEMPORAL_GRPC_COMPRESSION: Key =
+    Key::new("TEMPORAL_GRPC_COMPRESSION", "temporal.grpc_compression");
 /// Boolean: connect to Temporal over TLS.
 pub const TEMPORAL_TLS: Key = Key::new("TEMPORAL_TLS", "temporal.tls.enabled");
 /// Path of the PEM client certificate for mTLS.
@@ -113,6 +116,7 @@ pub const KEYS: &[Key] = &[
     TEMPORAL_NAMESPACE,
     TEMPORAL_API_KEY,
     TEMPORAL_TASK_QUEUE,
+    TEMPORAL_GRPC_COMPRESSION,
     TEMPORAL_TLS,
     TEMPORAL_TLS_CLIENT_CERT_PATH,
     TEMPORAL_TLS_CLIENT_KEY_PATH,

@@ -11,8 +11,9 @@ use std::str::FromStr;
 use super::keys::{
     DATABASE_URL, ENABLE_HEALTH_CHECK, HEALTH_CHECK_PORT, Key, LISTEN_DATABASE_URL, LOG_FORMAT,
     MANIFEST_PATH, OTEL_EXPORTER_OTLP_ENDPOINT, RUST_LOG, SUPABASE_SERVICE_ROLE_KEY, SUPABASE_URL,
-    TEMPORAL_ADDRESS, TEMPORAL_API_KEY, TEMPORAL_NAMESPACE, TEMPORAL_TASK_QUEUE, TEMPORAL_TLS,
-    TEMPORAL_TLS_CLIENT_CERT_PATH, TEMPORAL_TLS_CLIENT_KEY_PATH, TEMPORAL_TLS_SERVER_CA_CERT_PATH,
+    TEMPORAL_ADDRESS, TEMPORAL_API_KEY, TEMPORAL_GRPC_COMPRESSION, TEMPORAL_NAMESPACE,
+    TEMPORAL_TASK_QUEUE, TEMPORAL_TLS, TEMPORAL_TLS_CLIENT_CERT_PATH, TEMPORAL_TLS_CLIENT_KEY_PATH,
+    TEMPORAL_TLS_SERVER_CA_CERT_PATH,
 };
 use super::layers::{Context, Setting};
 // The contract's default queue, shared with the workflow routes.
@@ -94,6 +95,8 @@ pub struct TemporalSettings {
     pub tls: Option<TlsSettings>,
     /// Task queue (same rules as the namespace).
     pub task_queue: String,
+    /// Compression of the requests sent to Temporal.
+    pub compression: GrpcCompression,
 }
 
 impl TemporalSettings {
@@ -102,6 +105,7 @@ impl TemporalSettings {
             ("address", self.address.to_string()),
             ("namespace", self.namespace.clone()),
             ("task_queue", self.task_queue.clone()),
+            ("grpc_compression", self.compression.to_string()),
             ("api_key", shown_secret(self.api_key.as_ref())),
             (
                 "tls",
@@ -128,6 +132,9 @@ impl TemporalSettings {
         let task_queue = cx
             .get(&TEMPORAL_TASK_QUEUE, parse_name)
             .or_default(|| DEFAULT_TASK_QUEUE.to_owned());
+        let compression = cx
+            .get(&TEMPORAL_GRPC_COMPRESSION, GrpcCompression::from_str)
+            .or_default(|| GrpcCompression::None);
         let tls = TlsSettings::parse(cx, &api_key);
         Some(TemporalSettings {
             address: address?,
@@ -135,6 +142,7 @@ impl TemporalSettings {
             api_key: api_key.optional()?,
             tls: tls?,
             task_queue: task_queue?,
+            compression: compression?,
         })
     }
 }
@@ -386,6 +394,41 @@ impl HealthSettings {
             enabled: enabled?,
             port: port?,
         })
+    }
+}
+
+/// Compression of the gRPC requests to Temporal. Off by default: OSP's messages are a few
+/// hundred bytes to a few KiB, gzip saves little on them and cost the worker 1.4 ms of CPU per
+/// `createServiceWorkflow` in `make bench` (docs/performance.md); `gzip` is for links where
+/// bytes cost more than CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GrpcCompression {
+    None,
+    Gzip,
+}
+
+impl fmt::Display for GrpcCompression {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            GrpcCompression::None => "none",
+            GrpcCompression::Gzip => "gzip",
+        })
+    }
+}
+
+impl FromStr for GrpcCompression {
+    type Err = InvalidValue;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.eq_ignore_ascii_case("none") {
+            Ok(GrpcCompression::None)
+        } else if s.eq_ignore_ascii_case("gzip") {
+            Ok(GrpcCompression::Gzip)
+        } else {
+            Err(InvalidValue::new(
+                "is not a gRPC compression; use none or gzip",
+            ))
+        }
     }
 }
 

@@ -137,7 +137,7 @@ fn defaults_when_unset() {
         &[],
         None,
         "temporal.address=localhost:7233 temporal.namespace=default temporal.task_queue=osp-queue \
-         temporal.api_key=none temporal.tls=off \
+         temporal.grpc_compression=none temporal.api_key=none temporal.tls=off \
          database.url=postgres://osp:[redacted]@localhost:5432/osp \
          database.listen_url=postgres://osp:[redacted]@localhost:5432/osp \
          supabase=none worker.manifest_path=none health.enabled=true health.port=8080 \
@@ -293,6 +293,27 @@ fn temporal_namespace_and_task_queue() {
         Some("temporal.task_queue = \"\""),
         "temporal.task_queue in /etc/osp/osp.toml: is empty",
     );
+}
+
+#[test]
+fn temporal_grpc_compression() {
+    check_each(&[
+        (
+            "TEMPORAL_GRPC_COMPRESSION",
+            "gzip",
+            "temporal.grpc_compression=gzip",
+        ),
+        (
+            "TEMPORAL_GRPC_COMPRESSION",
+            "NONE",
+            "temporal.grpc_compression=none",
+        ),
+        (
+            "TEMPORAL_GRPC_COMPRESSION",
+            "zstd",
+            "TEMPORAL_GRPC_COMPRESSION: is not a gRPC compression; use none or gzip (got `zstd`)",
+        ),
+    ]);
 }
 
 #[test]
@@ -706,6 +727,7 @@ address = "temporal-frontend.temporal.svc.cluster.local:7233"
 namespace = "osp"
 api_key = "k"
 task_queue = "tenant-workflows"
+grpc_compression = "gzip"
 
 [temporal.tls]
 enabled = true
@@ -740,8 +762,8 @@ otlp_endpoint = "http://otel:4317"
     assert_eq!(
         config.to_string(),
         "temporal.address=temporal-frontend.temporal.svc.cluster.local:7233 temporal.namespace=osp \
-         temporal.task_queue=tenant-workflows temporal.api_key=[redacted] temporal.tls=on \
-         temporal.tls.client_cert=none temporal.tls.client_key=none temporal.tls.server_ca=custom \
+         temporal.task_queue=tenant-workflows temporal.grpc_compression=gzip temporal.api_key=[redacted] \
+         temporal.tls=on temporal.tls.client_cert=none temporal.tls.client_key=none temporal.tls.server_ca=custom \
          database.url=postgres://postgres:[redacted]@pooler:6543/postgres \
          database.listen_url=postgres://postgres:[redacted]@db:5432/postgres \
          supabase.url=https://x.supabase.co supabase.service_role_key=[redacted] \
@@ -925,7 +947,7 @@ fn programs_read_only_what_they_need() {
     assert_eq!(
         bridge.to_string(),
         "temporal.address=t:7233 temporal.namespace=default temporal.task_queue=osp-queue \
-         temporal.api_key=none temporal.tls=off database.url=postgres://db database.listen_url=postgres://db \
+         temporal.grpc_compression=none temporal.api_key=none temporal.tls=off database.url=postgres://db database.listen_url=postgres://db \
          supabase=none health.enabled=true health.port=8080 log.format=json log.filter=info \
          telemetry.otlp_endpoint=none bridge.id=osp-bridge bridge.batch_size=100 \
          bridge.max_in_flight=8 bridge.lease_seconds=60 bridge.max_attempts=10 \
@@ -980,7 +1002,7 @@ fn keys_are_unique_and_complete() {
     files.sort_unstable();
     files.dedup();
     assert_eq!((names.len(), files.len()), count);
-    assert_eq!(KEYS.len(), 18 + WORKER_KEYS.len() + BRIDGE_KEYS.len());
+    assert_eq!(KEYS.len(), 19 + WORKER_KEYS.len() + BRIDGE_KEYS.len());
     let secret: Vec<&str> = KEYS.iter().filter(|k| k.secret).map(|k| k.env).collect();
     assert_eq!(
         secret,

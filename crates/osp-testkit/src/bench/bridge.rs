@@ -105,8 +105,8 @@ pub struct Paced {
     pub failed: usize,
     /// Workflow starts per second, first to last start.
     pub throughput: f64,
-    /// Commit (the `workflow.queue.pending` event, the emitting transaction's last row) to
-    /// the execution's start time recorded by Temporal.
+    /// Commit of the emitting transaction (its commit timestamp, `track_commit_timestamp`)
+    /// to the execution's start time recorded by Temporal.
     pub commit_to_server_start_ms: Option<Summary>,
     /// Commit to the `organization.bootstrap.workflow_started` event, which the bridge
     /// writes right after Temporal acknowledged the start: an upper bound of commit to
@@ -115,6 +115,8 @@ pub struct Paced {
     /// `organization.bootstrap.initiated` to `workflow.queue.pending`: the triggers' time
     /// inside the emitting transaction, not counted above.
     pub initiated_to_pending_ms: Option<Summary>,
+    /// `workflow.queue.pending` appended to its transaction's commit, not counted above.
+    pub pending_to_commit_ms: Option<Summary>,
     /// Executions Temporal's visibility did not list in time.
     pub missing_in_temporal: usize,
 }
@@ -126,6 +128,10 @@ pub struct VariantResults {
     pub database_url: &'static str,
     pub listen_database_url: &'static str,
     pub ready_ms: f64,
+    /// Raw starts (closed loop, as many in flight as the bridge may have) measured right
+    /// before the drain, on the server as it is then: the drain's own yardstick, since the
+    /// dev server slows as executions accumulate over the run.
+    pub raw_before_drain: LoopFigures,
     pub drain: Drain,
     pub paced: Paced,
     /// Bridge CPU from ready to the end of the paced phase, per workflow started, in ms.
@@ -204,6 +210,8 @@ struct StreamTimes {
     workflow_id: Option<String>,
     initiated: Option<f64>,
     pending: Option<f64>,
+    /// When the emitting transaction committed (`track_commit_timestamp`).
+    committed: Option<f64>,
     started: Option<f64>,
 }
 
@@ -246,7 +254,9 @@ impl Observer {
                 "select stream_id,
                         extract(epoch from min(created_at) filter (where event_type = $2))::float8,
                         extract(epoch from min(created_at) filter (where event_type = $3))::float8,
-                        extract(epoch from min(created_at) filter (where event_type = $4))::float8
+                        extract(epoch from min(created_at) filter (where event_type = $4))::float8,
+                        extract(epoch from min(pg_xact_commit_timestamp(xmin))
+                                filter (where event_type = $3))::float8
                  from public.domain_events where stream_id = any($1) group by stream_id",
                 &[
                     (&streams, Type::UUID_ARRAY),
@@ -261,6 +271,7 @@ impl Observer {
             entry.initiated = row.get(1);
             entry.pending = row.get(2);
             entry.started = row.get(3);
+            entry.committed = row.get(4);
         }
         let rows = self
             .db
@@ -482,6 +493,15 @@ async fn run_variant(
         return Err(BenchError::Failed(format!("queueing the backlog: {error}")));
     }
 
+    let in_flight = options.bridge_in_flight.unwrap_or(options.concurrency);
+    let raw_before_drain = raw_start_rate(
+        client,
+        backlog_size,
+        in_flight,
+        &format!("{}-{}", variant.name, Uuid::new_v4().simple()),
+    )
+    .await;
+
     let log = stack
         .postgres
         .root_dir()
@@ -539,6 +559,7 @@ async fn run_variant(
             "direct"
         },
         ready_ms: ready.as_secs_f64() * 1000.0,
+        raw_before_drain,
         drain,
         paced,
         cpu_ms_per_start: (after.cpu_seconds - at_ready.cpu_seconds) * 1000.0 / starts_total as f64,
@@ -596,6 +617,7 @@ async fn paced(
     let mut to_server = Vec::new();
     let mut to_event = Vec::new();
     let mut triggers = Vec::new();
+    let mut commits = Vec::new();
     let mut start_events = Vec::new();
     for t in times.values() {
         let server = t
@@ -603,9 +625,10 @@ async fn paced(
             .as_ref()
             .and_then(|id| server_starts.get(id))
             .copied();
-        to_server.extend(ms_between(t.pending, server));
-        to_event.extend(ms_between(t.pending, t.started));
+        to_server.extend(ms_between(t.committed, server));
+        to_event.extend(ms_between(t.committed, t.started));
         triggers.extend(ms_between(t.initiated, t.pending));
+        commits.extend(ms_between(t.pending, t.committed));
         start_events.extend(t.started);
     }
     let first = start_events.iter().copied().fold(f64::INFINITY, f64::min);
@@ -629,6 +652,7 @@ async fn paced(
         commit_to_server_start_ms: summarize(&to_server),
         commit_to_started_event_ms: summarize(&to_event),
         initiated_to_pending_ms: summarize(&triggers),
+        pending_to_commit_ms: summarize(&commits),
         missing_in_temporal: ids.len().saturating_sub(server_starts.len()),
     };
     if let Some(latency) = &figures.commit_to_started_event_ms {

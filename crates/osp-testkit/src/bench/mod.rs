@@ -38,6 +38,8 @@ pub const USAGE: &str =
                        bridge's default)
   --worker-env K=V     an extra environment variable for osp-worker (repeatable)
   --bridge-env K=V     an extra environment variable for osp-bridge (repeatable)
+  --server-config K=V  a dynamic config value of the Temporal dev server, V in JSON
+                       (repeatable; system.enableActivityEagerExecution=true)
   --only LIST          run only these scenarios (comma-separated)
   --out FILE           also write the Markdown report to FILE";
 
@@ -120,6 +122,8 @@ pub struct Options {
     /// Extra environment of the worker and the bridge processes (settings to compare).
     pub worker_env: Vec<(String, String)>,
     pub bridge_env: Vec<(String, String)>,
+    /// `--dynamic-config-value`s of the Temporal dev server.
+    pub server_config: Vec<(String, String)>,
     pub out: Option<std::path::PathBuf>,
     /// The command as typed, for the report.
     pub command: String,
@@ -138,6 +142,7 @@ impl Default for Options {
             only: vec![Scenario::Ceiling, Scenario::Worker, Scenario::Bridge],
             worker_env: Vec::new(),
             bridge_env: Vec::new(),
+            server_config: Vec::new(),
             out: None,
             command: "osp-testkit bench".to_owned(),
         }
@@ -198,6 +203,7 @@ impl Options {
                 }
                 "--worker-env" => options.worker_env.push(key_value(flag, value)?),
                 "--bridge-env" => options.bridge_env.push(key_value(flag, value)?),
+                "--server-config" => options.server_config.push(key_value(flag, value)?),
                 "--out" => options.out = Some(value.into()),
                 other => return Err(BenchError::Usage(format!("unknown option {other}"))),
             }
@@ -287,7 +293,11 @@ pub async fn run_with(options: &Options) -> Result<(), BenchError> {
         machine_before.cpus,
         machine_before.load_average
     );
-    let stack = Stack::start().await?;
+    let stack = Stack::start_with(crate::TemporalOptions {
+        dynamic_config: options.server_config.clone(),
+        ..crate::TemporalOptions::default()
+    })
+    .await?;
     let mut migrator = osp_activities::db::connect(&stack.postgres.url("postgres")).await?;
     osp_activities::migrate(&mut migrator)
         .await

@@ -181,14 +181,14 @@ pub fn markdown(results: &Results, options: &Options, info: &RunInfo) -> String 
         );
         let _ = writeln!(
             out,
-            "Commit is the `workflow.queue.pending` event (the emitting transaction's last row); \"start\" is the execution's start time in Temporal; `workflow_started` is the event the bridge writes once Temporal acknowledged the start. Baseline: the same start request sent straight to Temporal at the same rate (send → server start time, send → acknowledgement). Bridge max in flight: {}; sweeps-only fallback interval: {}.\n",
+            "Commit is the emitting transaction's commit time (`pg_xact_commit_timestamp`); \"start\" is the execution's start time in Temporal; `workflow_started` is the event the bridge writes once Temporal acknowledged the start. Baseline: the same start request sent straight to Temporal at the same rate (send → server start time, send → acknowledgement). Drain: the backlog's starts per second; \"raw\" is the closed-loop raw start rate with as many in flight as the bridge, measured just before each drain (the dev server slows as executions accumulate). Bridge max in flight: {}; sweeps-only fallback interval: {}.\n",
             b.bridge_in_flight,
             b.sweep_ms
                 .map_or_else(|| "default (1000 ms)".to_owned(), |n| format!("{n} ms")),
         );
         let _ = writeln!(
             out,
-            "| run | drain /s | paced /s | → start p50 / p99 / max ms | → `workflow_started` (≈ ack) p50 / p99 / max ms | ready ms | CPU ms per start | peak RSS MiB |"
+            "| run | drain /s (raw /s) | paced /s | → start p50 / p99 / max ms | → `workflow_started` (≈ ack) p50 / p99 / max ms | ready ms | CPU ms per start | peak RSS MiB |"
         );
         let _ = writeln!(out, "|---|---|---|---|---|---|---|---|");
         let _ = writeln!(
@@ -203,11 +203,12 @@ pub fn markdown(results: &Results, options: &Options, info: &RunInfo) -> String 
         for v in &b.variants {
             let _ = writeln!(
                 out,
-                "| bridge: {} (DATABASE_URL {}, LISTEN {}) | {:.1} | {:.1} | {} | {} | {:.0} | {:.2} | {:.1} |",
+                "| bridge: {} (DATABASE_URL {}, LISTEN {}) | {:.1} ({:.1}) | {:.1} | {} | {} | {:.0} | {:.2} | {:.1} |",
                 v.variant,
                 v.database_url,
                 v.listen_database_url,
                 v.drain.throughput,
+                v.raw_before_drain.throughput,
                 v.paced.throughput,
                 triple(v.paced.commit_to_server_start_ms.as_ref()),
                 triple(v.paced.commit_to_started_event_ms.as_ref()),
@@ -244,13 +245,18 @@ pub fn markdown(results: &Results, options: &Options, info: &RunInfo) -> String 
             let _ = writeln!(out, "\nIncomplete: {}.", failures.join("; "));
         }
         if let Some(v) = b.variants.first()
-            && let Some(t) = &v.paced.initiated_to_pending_ms
+            && let (Some(t), Some(c)) = (
+                &v.paced.initiated_to_pending_ms,
+                &v.paced.pending_to_commit_ms,
+            )
         {
             let _ = writeln!(
                 out,
-                "\nInside the emitting transaction, `initiated` → `pending` (the routing triggers) took p50 {} ms, p99 {} ms ({} run); it comes before the commit and is not counted above.",
+                "\nInside the emitting transaction, `initiated` → `pending` (the routing triggers) took p50 {} ms, p99 {} ms, and `pending` → commit p50 {} ms, p99 {} ms ({} run); both come before the commit and are not counted above.",
                 ms(t.p50),
                 ms(t.p99),
+                ms(c.p50),
+                ms(c.p99),
                 v.variant
             );
         }
@@ -299,18 +305,18 @@ fn goals(out: &mut String, results: &Results) {
             );
         }
         for v in &b.variants {
-            let share = (b.raw_start_rate > 0.0).then(|| v.drain.throughput / b.raw_start_rate);
+            let raw = v.raw_before_drain.throughput;
+            let share = (raw > 0.0).then(|| v.drain.throughput / raw);
             row(
                 &format!("bridge ({}): sustained throughput", v.variant),
-                "≥ 90 % of the raw start rate",
+                "≥ 90 % of the raw start rate (measured just before)",
                 share.map_or_else(
                     || format!("{:.1}/s", v.drain.throughput),
                     |s| {
                         format!(
-                            "{:.1}/s = {:.1} % of {:.1}/s",
+                            "{:.1}/s = {:.1} % of {raw:.1}/s",
                             v.drain.throughput,
                             s * 100.0,
-                            b.raw_start_rate
                         )
                     },
                 ),
@@ -339,15 +345,26 @@ fn goals(out: &mut String, results: &Results) {
         );
         let ceiling = results.ceiling.as_ref().map(|c| c.no_activity.throughput);
         let share = ceiling.filter(|c| *c > 0.0).map(|c| w.run.throughput / c);
+        // The same workflow with its activity stubbed in-process: what the server allows for
+        // this workflow's three tasks, as opposed to the no-activity workflow's one.
+        let stub = results
+            .ceiling
+            .as_ref()
+            .map(|c| c.stub_activity.throughput)
+            .filter(|c| *c > 0.0);
         row(
             "worker: throughput",
             "≥ 90 % of the no-activity ceiling",
             match (share, ceiling) {
                 (Some(s), Some(c)) => format!(
-                    "{:.1}/s = {:.1} % of {:.1}/s",
+                    "{:.1}/s = {:.1} % of {:.1}/s{}",
                     w.run.throughput,
                     s * 100.0,
-                    c
+                    c,
+                    stub.map_or_else(String::new, |stub| format!(
+                        " ({:.0} % of the stub-activity ceiling, {stub:.1}/s)",
+                        w.run.throughput / stub * 100.0
+                    ))
                 ),
                 _ => format!("{:.1}/s", w.run.throughput),
             },

@@ -38,7 +38,13 @@ impl Stack {
     /// Starts Postgres and Temporal concurrently, then the PgBouncer in front of Postgres.
     /// If any part fails, the parts already started are stopped and removed.
     pub async fn start() -> Result<Stack, StackError> {
-        let (postgres, temporal) = tokio::try_join!(Postgres::start(), TemporalDevServer::start())?;
+        Self::start_with(TemporalOptions::default()).await
+    }
+
+    /// [`Stack::start`] with extra settings of the Temporal dev server.
+    pub async fn start_with(temporal: TemporalOptions) -> Result<Stack, StackError> {
+        let (postgres, temporal) =
+            tokio::try_join!(Postgres::start(), TemporalDevServer::start_with(temporal))?;
         let pgbouncer = PgBouncer::start(&postgres).await?;
         Ok(Stack {
             postgres,

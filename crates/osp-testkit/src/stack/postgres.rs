@@ -195,6 +195,9 @@ impl Postgres {
             "shared_buffers=16MB",
             "max_wal_size=256MB",
             "huge_pages=off",
+            // Commit times of rows (`pg_xact_commit_timestamp(xmin)`), which the benchmark
+            // measures the bridge from.
+            "track_commit_timestamp=on",
         ] {
             command.arg("-c").arg(setting);
         }
