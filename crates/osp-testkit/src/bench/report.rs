@@ -193,10 +193,17 @@ pub fn markdown(results: &Results, options: &Options, info: &RunInfo) -> String 
         let _ = writeln!(out, "|---|---|---|---|---|---|---|---|");
         let _ = writeln!(
             out,
-            "| baseline: raw starts at {:.1}/s | {:.1} (raw, {} in flight) | – | {} | {} | – | – | – |",
+            "| baseline: raw starts at {:.1}/s | {} | – | {} | {} | – | – | – |",
             b.baseline.rate,
-            b.raw_start_rate,
-            options.concurrency,
+            // Not measured when --rate was given and the ceilings did not run.
+            if b.raw_start_rate > 0.0 {
+                format!(
+                    "{:.1} (raw, {} in flight)",
+                    b.raw_start_rate, options.concurrency
+                )
+            } else {
+                "–".to_owned()
+            },
             triple(b.baseline.to_server_start_ms.as_ref()),
             triple(b.baseline.ack_ms.as_ref()),
         );
