@@ -353,7 +353,7 @@ pub async fn run(
         raw_starts,
         baseline,
         variants,
-        bridge_in_flight: options.bridge_in_flight.unwrap_or(options.concurrency),
+        bridge_in_flight: options.bridge_in_flight(),
         sweep_ms: options.sweep_ms,
     })
 }
@@ -462,10 +462,7 @@ async fn run_variant(
     ];
     env.push((
         "OSP_BRIDGE_MAX_IN_FLIGHT",
-        options
-            .bridge_in_flight
-            .unwrap_or(options.concurrency)
-            .to_string(),
+        options.bridge_in_flight().to_string(),
     ));
     if let (Some(sweep), true) = (options.sweep_ms, variant.listen_through_pooler) {
         env.push(("OSP_BRIDGE_FALLBACK_SWEEP_INTERVAL_MS", sweep.to_string()));
@@ -493,11 +490,10 @@ async fn run_variant(
         return Err(BenchError::Failed(format!("queueing the backlog: {error}")));
     }
 
-    let in_flight = options.bridge_in_flight.unwrap_or(options.concurrency);
     let raw_before_drain = raw_start_rate(
         client,
         backlog_size,
-        in_flight,
+        options.bridge_in_flight(),
         &format!("{}-{}", variant.name, Uuid::new_v4().simple()),
     )
     .await;

@@ -214,6 +214,11 @@ impl Options {
     fn runs(&self, scenario: Scenario) -> bool {
         self.only.contains(&scenario)
     }
+
+    /// The bridge's `OSP_BRIDGE_MAX_IN_FLIGHT`: `--bridge-in-flight`, else `--concurrency`.
+    fn bridge_in_flight(&self) -> usize {
+        self.bridge_in_flight.unwrap_or(self.concurrency)
+    }
 }
 
 /// Splits `KEY=VALUE`.
