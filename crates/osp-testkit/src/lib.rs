@@ -17,7 +17,6 @@ pub mod process;
 mod protojson;
 mod replay;
 pub mod scenario;
-mod stack;
 mod time;
 mod watchdog;
 mod worker;
@@ -31,7 +30,7 @@ pub use error::TestError;
 pub use history::{HistoryFormat, RecordedHistory};
 pub use process::{OspProcess, ProcessError, osp_binary};
 pub use replay::{ReplayFailureKind, ReplayMismatch, Replayer};
-pub use stack::{
+pub use osp_stack::{
     PgBouncer, Postgres, Stack, StackError, TemporalDevServer, TemporalOptions, temporal_cli,
 };
 pub use worker::{TestWorker, TestWorkerBuilder};

@@ -188,9 +188,17 @@ fn only_the_assemblers_link_both_sides() {
 }
 
 #[test]
+fn the_throwaway_stack_knows_nothing_of_osp() {
+    // osp-stack is infrastructure the testkit, the demo and the benchmarks share, and what
+    // `make fresh-check` builds on a bare machine: it must stay small and independent.
+    let graph = Graph::load();
+    assert_eq!(graph.osp_deps("osp-stack"), BTreeSet::new());
+}
+
+#[test]
 fn libraries_use_thiserror_not_anyhow() {
     let graph = Graph::load();
-    for library in ["osp-core", "osp-activities", "osp-workflows"] {
+    for library in ["osp-core", "osp-activities", "osp-workflows", "osp-stack"] {
         assert!(
             !graph.direct(library).contains("anyhow"),
             "{library} depends on anyhow"

@@ -627,7 +627,7 @@ async fn worker_controller_variables_turn_worker_versioning_on() {
     );
     worker.wait_ready(Duration::from_secs(60)).await.unwrap();
     // What the Worker Controller does once a version is healthy: make it current.
-    let temporal = std::env::var("OSP_TEMPORAL_BIN").unwrap_or_else(|_| "temporal".to_owned());
+    let temporal = osp_testkit::temporal_cli().unwrap();
     let address = env.temporal.address();
     let set_current = tokio::task::spawn_blocking(move || {
         Command::new(temporal)

@@ -195,7 +195,7 @@ impl Emitter {
             )
             .await
             .map(drop)
-            .map_err(|error| crate::stack::postgres_detail(&error))
+            .map_err(|error| osp_stack::postgres_detail(&error))
     }
 }
 

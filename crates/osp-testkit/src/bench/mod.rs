@@ -75,7 +75,7 @@ pub enum BenchError {
 
 impl From<tokio_postgres::Error> for BenchError {
     fn from(error: tokio_postgres::Error) -> Self {
-        BenchError::Database(crate::stack::postgres_detail(&error))
+        BenchError::Database(osp_stack::postgres_detail(&error))
     }
 }
 

@@ -1,5 +1,6 @@
-//! Finds the Postgres, PgBouncer and Temporal binaries: an explicit variable first, else PATH,
-//! else the places Debian packages install them.
+//! Finds the Postgres, PgBouncer and Temporal binaries: an explicit variable first, else the
+//! project's own tools (`make setup`'s `.tools/`), else PATH, else the places Debian packages
+//! install them.
 
 use std::ffi::OsString;
 use std::os::unix::fs::PermissionsExt;
@@ -175,13 +176,34 @@ pub(crate) fn pgbouncer_binary() -> Result<PathBuf, StackError> {
     }
 }
 
-/// `OSP_TEMPORAL_BIN`, else `temporal` on PATH.
+/// Where `make setup` installs the pinned `temporal` CLI, relative to the workspace root.
+const PROJECT_TEMPORAL: &str = ".tools/venv/bin/temporal";
+
+/// `OSP_TEMPORAL_BIN`, else the pinned CLI `make setup` put in `.tools/` of the current
+/// directory or an ancestor (tests run in their package's directory inside the workspace),
+/// else `temporal` on PATH. The project's pin comes before PATH so that a different CLI
+/// installed elsewhere cannot change the server the tests run against.
 pub(crate) fn temporal_binary() -> Result<PathBuf, StackError> {
     let mut lookup = binary_from_env_or_path("OSP_TEMPORAL_BIN", "temporal", VariableHolds::Binary);
+    if !lookup.explicit {
+        let cwd = std::env::current_dir().unwrap_or_default();
+        if let Some(pinned) = project_tool(&cwd, PROJECT_TEMPORAL) {
+            return Ok(pinned);
+        }
+        lookup.searched.insert(1, format!("{PROJECT_TEMPORAL} above {}", cwd.display()));
+    }
     match lookup.found.take() {
         Some(found) => Ok(found),
         None => Err(lookup.missing()),
     }
+}
+
+/// `relative` below `start` or the nearest ancestor of it that has it, if it is executable.
+fn project_tool(start: &Path, relative: &str) -> Option<PathBuf> {
+    start
+        .ancestors()
+        .map(|dir| dir.join(relative))
+        .find(|candidate| is_executable(candidate))
 }
 
 #[cfg(test)]
@@ -225,6 +247,24 @@ mod tests {
             "{message}"
         );
         assert!(message.contains("run `make setup`"), "{message}");
+    }
+
+    #[test]
+    fn the_project_tool_is_found_from_any_directory_below_the_workspace() {
+        let root = std::env::temp_dir().join(format!("osp-testkit-tools-{}", std::process::id()));
+        let bin = root.join(".tools/venv/bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        std::fs::create_dir_all(root.join("crates/osp-x")).unwrap();
+        let cli = bin.join("temporal");
+        std::fs::write(&cli, "#!/bin/sh\n").unwrap();
+        assert_eq!(project_tool(&root.join("crates/osp-x"), PROJECT_TEMPORAL), None);
+        std::fs::set_permissions(&cli, std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert_eq!(
+            project_tool(&root.join("crates/osp-x"), PROJECT_TEMPORAL),
+            Some(cli.clone())
+        );
+        assert_eq!(project_tool(&root, PROJECT_TEMPORAL), Some(cli));
+        std::fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]

@@ -86,7 +86,7 @@ impl StackError {
 
 /// A tokio-postgres error with its causes: its own `Display` says only "db error", and the
 /// server's message (which names the problem) is in the source chain.
-pub(crate) fn postgres_detail(error: &tokio_postgres::Error) -> String {
+pub fn postgres_detail(error: &tokio_postgres::Error) -> String {
     let mut text = error.to_string();
     let mut source = std::error::Error::source(error);
     while let Some(cause) = source {

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use osp_testkit::{Postgres, Stack, TemporalDevServer};
+use osp_stack::{Postgres, Stack, TemporalDevServer};
 use temporalio_client::tonic::Request;
 use temporalio_client::{Connection, ConnectionOptions, RetryOptions, Url};
 use temporalio_common::protos::temporal::api::workflowservice::v1::DescribeNamespaceRequest;

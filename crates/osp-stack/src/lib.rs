@@ -1,6 +1,8 @@
 //! The local throwaway stack: PostgreSQL, a transaction-mode PgBouncer in front of it and a
 //! Temporal dev server, each on free ports and in its own temp dir, stopped and removed when
-//! dropped (also when the test that owns them panics).
+//! dropped (also when the test that owns them panics). Shared by the testkit, the demo and
+//! the benchmarks, and light enough to build on its own (`make fresh-check` starts it on a
+//! bare machine).
 
 mod binaries;
 mod error;
@@ -10,12 +12,13 @@ mod process;
 mod temporal;
 
 pub use error::StackError;
-pub(crate) use error::postgres_detail;
+pub use error::postgres_detail;
 pub use pgbouncer::PgBouncer;
 pub use postgres::Postgres;
 pub use temporal::{TemporalDevServer, TemporalOptions};
 
-/// The `temporal` CLI the dev server runs from (`OSP_TEMPORAL_BIN`, else PATH), for tests
+/// The `temporal` CLI the dev server runs from (`OSP_TEMPORAL_BIN`, else the project's pinned
+/// `.tools/venv/bin/temporal`, else PATH), for tests
 /// that act as a client in another language would.
 pub fn temporal_cli() -> Result<std::path::PathBuf, StackError> {
     binaries::temporal_binary()

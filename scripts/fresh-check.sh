@@ -1,0 +1,174 @@
+#!/usr/bin/env bash
+# `make fresh-check`: proves that `make setup` alone turns a bare Debian 12 into a machine that
+# builds the workspace and runs its throwaway servers. The developers' machines (and CI, which
+# runs on them) keep whatever was ever installed by hand, which hides a missing install step;
+# a new root made by debootstrap has none of it.
+#
+# Steps, each timed: a minbase Debian 12 root from the Debian mirror the host's apt sources
+# name (plus `make`, which the README's commands need before setup can run); the host's Rust
+# toolchain bind-mounted read-only (a toolchain cannot be downloaded here) and nothing else of
+# the host; a clean clone of HEAD bind-mounted at /work/osp; inside, as root: `make setup`, then
+# `cargo check --locked --workspace --all-targets` with a target directory of its own (so
+# every build script, protoc included, runs against only what setup installed), then the
+# throwaway stack's own test (PostgreSQL, PgBouncer, Temporal dev server started and stopped).
+# Mounts, processes and the root are removed on every exit path.
+#
+# The bare root (before setup ever ran in it) is cached as a tarball under target/fresh-check
+# for a week; a root in which setup ran is never reused.
+# FRESH_CHECK_REV: the commit to check (default HEAD). FRESH_CHECK_KEEP_LOGS=DIR: copy the
+# steps' logs there.
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+suite=bookworm
+include="make"
+rev=${FRESH_CHECK_REV:-HEAD}
+state=$root/target/fresh-check
+started=$SECONDS
+
+say() { printf 'fresh-check: %s\n' "$*"; }
+die() { printf 'fresh-check: FAIL: %s\n' "$*" >&2; exit 1; }
+
+[ "$(id -u)" -eq 0 ] || die "needs root (debootstrap, chroot and bind mounts)"
+command -v git >/dev/null || die "git is missing"
+if ! command -v debootstrap >/dev/null; then
+    say "installing debootstrap from Debian"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends debootstrap >/dev/null
+fi
+
+# The Debian mirror the host's apt uses (deb822 .sources or one-line .list files).
+mirror=$(
+    cat /etc/apt/sources.list.d/*.sources /etc/apt/sources.list.d/*.list /etc/apt/sources.list 2>/dev/null | awk '
+        /^URIs:/ { uri = $2 }
+        /^Suites:/ { for (i = 2; i <= NF; i++) if ($i == "bookworm" && uri != "") { print uri; exit } }
+        /^deb / { for (i = 2; i <= NF; i++) if ($i ~ /^[a-z]+:\/\//) { if ($(i + 1) == "bookworm") { print $i; exit } } }'
+)
+[ -n "$mirror" ] || die "no Debian $suite mirror in /etc/apt/sources.list.d or /etc/apt/sources.list"
+
+rustup_home=${RUSTUP_HOME:-$HOME/.rustup}
+cargo_bin=$(dirname "$(command -v cargo)")
+[ -d "$rustup_home/toolchains" ] || die "no Rust toolchain under $rustup_home"
+
+mkdir -p "$state"
+work=$(mktemp -d "$state/run.XXXXXX")
+rootfs=$work/root
+logs=$work/logs
+mkdir -p "$rootfs" "$logs"
+
+# Every step's time, printed at the end whatever happened.
+declare -a timings=()
+report() {
+    local line
+    for line in "${timings[@]}"; do say "$line"; done
+    say "total $(( (SECONDS - started) / 60 ))m $(( (SECONDS - started) % 60 ))s"
+}
+
+processes_in_root() {
+    local link pid
+    for link in /proc/[0-9]*/root; do
+        pid=${link#/proc/}
+        pid=${pid%/root}
+        [ "$(readlink "$link" 2>/dev/null)" = "$rootfs" ] && printf '%s\n' "$pid"
+    done
+    return 0
+}
+
+cleanup() {
+    local status=$? pids mounts
+    set +e
+    pids=$(processes_in_root)
+    if [ -n "$pids" ]; then
+        # shellcheck disable=SC2086 # one pid a word
+        kill -TERM $pids 2>/dev/null
+        for _ in $(seq 50); do [ -z "$(processes_in_root)" ] && break; sleep 0.1; done
+        pids=$(processes_in_root)
+        # shellcheck disable=SC2086
+        [ -z "$pids" ] || kill -KILL $pids 2>/dev/null
+    fi
+    # Innermost first, so that nothing is unmounted from under another mount.
+    mounts=$(findmnt -rn -o TARGET | grep "^$rootfs" | sort -r)
+    for mount in $mounts; do umount "$mount" 2>/dev/null || umount -l "$mount"; done
+    if [ -n "${FRESH_CHECK_KEEP_LOGS:-}" ]; then
+        mkdir -p "$FRESH_CHECK_KEEP_LOGS" && cp "$logs"/*.log "$FRESH_CHECK_KEEP_LOGS"/
+    fi
+    if findmnt -rn -o TARGET | grep -q "^$work"; then
+        say "left $work in place: something is still mounted under it" >&2
+        status=1
+    else
+        rm -rf --one-file-system "$work"
+    fi
+    report
+    if [ $status -eq 0 ]; then say "passed"; else say "failed"; fi
+    exit $status
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Runs one step with its output in its own log; on failure shows the log's end and stops.
+step() {
+    local name=$1 log=$logs/$1.log begun=$SECONDS status=0
+    shift
+    say "$name ..."
+    "$@" >"$log" 2>&1 || status=$?
+    timings+=("$(printf '%-14s %3dm %02ds%s' "$name" $(( (SECONDS - begun) / 60 )) $(( (SECONDS - begun) % 60 )) \
+        "$([ $status -eq 0 ] || echo "  (failed, exit $status)")")")
+    if [ $status -ne 0 ]; then
+        printf -- '--- last lines of the %s log\n' "$name" >&2
+        tail -n 60 "$log" >&2
+        die "$name failed (exit $status)"
+    fi
+}
+
+bare_root() {
+    local key tarball
+    key=$(printf '%s %s %s' "$suite" "$mirror" "$include" | sha256sum | cut -c1-12)
+    tarball=$state/$suite-minbase-$key.tar
+    find "$state" -maxdepth 1 -name "$suite-minbase-*.tar" -mtime +7 -delete
+    if [ -s "$tarball" ]; then
+        echo "unpacking the cached bare root $tarball"
+        tar -C "$rootfs" --numeric-owner -xpf "$tarball"
+    else
+        debootstrap --variant=minbase --include="$include" "$suite" "$rootfs" "$mirror"
+        tar -C "$rootfs" --numeric-owner -cpf "$tarball.partial" . && mv "$tarball.partial" "$tarball"
+    fi
+}
+
+# Read-only bind mount of a host directory into the root.
+bind_ro() {
+    mkdir -p "$2"
+    mount --bind "$1" "$2"
+    mount -o remount,bind,ro "$2"
+}
+
+prepare_root() {
+    git clone --quiet --no-hardlinks "$root" "$work/clone"
+    git -C "$work/clone" checkout --quiet --detach "$(git -C "$root" rev-parse "$rev")"
+    echo "checking $(git -C "$work/clone" log -1 --format='%h %s')"
+    cp /etc/resolv.conf "$rootfs/etc/resolv.conf"
+    mount -t proc proc "$rootfs/proc"
+    mount --rbind /dev "$rootfs/dev"
+    mount --make-rslave "$rootfs/dev"
+    mount -t sysfs sysfs "$rootfs/sys"
+    bind_ro "$rustup_home" "$rootfs/opt/rustup"
+    bind_ro "$cargo_bin" "$rootfs/opt/cargo-bin"
+    mkdir -p "$rootfs/work/osp"
+    mount --bind "$work/clone" "$rootfs/work/osp"
+}
+
+# A command inside the root as root, in the clone, with an environment of its own.
+in_root() {
+    chroot "$rootfs" /usr/bin/env -i \
+        HOME=/root LANG=C.UTF-8 TERM=dumb CI="${CI:-}" \
+        PATH=/opt/cargo-bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+        RUSTUP_HOME=/opt/rustup CARGO_HOME=/root/.cargo CARGO_TARGET_DIR=/work/target \
+        CARGO_TERM_COLOR=never \
+        /bin/bash -c 'cd /work/osp && "$@"' in-root "$@"
+}
+
+say "Debian $suite from $mirror, Rust from $rustup_home, checking $rev"
+step debootstrap bare_root
+step prepare prepare_root
+step setup in_root make setup
+step cargo-check in_root cargo check --locked --workspace --all-targets
+step stack in_root cargo test --locked -p osp-stack --test stack
