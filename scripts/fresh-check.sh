@@ -26,6 +26,9 @@ rev=${FRESH_CHECK_REV:-HEAD}
 state=$root/target/fresh-check
 started=$SECONDS
 
+# The script's own output, kept apart from a step's log: a signal can arrive while a step's
+# output is redirected, and the report must still reach the terminal.
+exec 3>&1 4>&2
 say() { printf 'fresh-check: %s\n' "$*"; }
 die() { printf 'fresh-check: FAIL: %s\n' "$*" >&2; exit 1; }
 
@@ -78,6 +81,7 @@ processes_in_root() {
 cleanup() {
     local status=$? pids mounts
     set +e
+    exec 1>&3 2>&4
     pids=$(processes_in_root)
     if [ -n "$pids" ]; then
         # shellcheck disable=SC2086 # one pid a word
