@@ -47,12 +47,12 @@ fresh-check:
 	@scripts/fresh-check.sh
 
 demo: setup
-	$(CARGO) build --locked --quiet -p osp-worker -p osp-bridge -p osp-testkit
-	$(CARGO) run --locked --quiet -p osp-testkit -- demo
+	$(CARGO) build --locked --quiet -p osp-worker -p osp-bridge -p osp-tools
+	$(CARGO) run --locked --quiet -p osp-tools -- demo
 
 # Benchmarks (docs/performance.md): release builds of the three binaries, then every scenario
 # on a throwaway stack. One JSON line per scenario and the Markdown report on stdout; the
 # report also goes to target/bench/report.md. Pass options with BENCH_ARGS="--only bridge".
 bench: setup
-	$(CARGO) build --release --locked -p osp-worker -p osp-bridge -p osp-testkit
-	OSP_BIN_DIR=$(CURDIR)/target/release $(CURDIR)/target/release/osp-testkit bench --out target/bench/report.md $(BENCH_ARGS)
+	$(CARGO) build --release --locked -p osp-worker -p osp-bridge -p osp-tools
+	OSP_BIN_DIR=$(CURDIR)/target/release $(CURDIR)/target/release/osp-tools bench --out target/bench/report.md $(BENCH_ARGS)

@@ -21,7 +21,8 @@
 # bundle then includes them.
 #
 # The bare root (before setup ever ran in it) is cached as a tarball under target/fresh-check
-# for a week; a root in which setup ran is never reused.
+# for a week; a root in which setup ran is never reused. The root itself is made under
+# $TMPDIR (default /var/tmp), outside the work tree.
 # FRESH_CHECK_REV: the commit to check (default HEAD). FRESH_CHECK_KEEP_LOGS=DIR: copy the
 # steps' logs there.
 set -euo pipefail
@@ -62,7 +63,9 @@ cargo_bin=$(dirname "$(command -v cargo)")
 [ -d "$rustup_home/toolchains" ] || die "no Rust toolchain under $rustup_home"
 
 mkdir -p "$state"
-work=$(mktemp -d "$state/run.XXXXXX")
+# The root lives outside the work tree: it holds bind mounts of /dev and of the clone, which
+# nothing that walks or cleans the tree (grep -r, cargo clean, rm -rf target) may reach.
+work=$(mktemp -d "${TMPDIR:-/var/tmp}/osp-fresh-check.XXXXXX")
 rootfs=$work/root
 logs=$work/logs
 mkdir -p "$rootfs" "$logs"
@@ -127,7 +130,7 @@ step() {
         "$([ $status -eq 0 ] || echo "  (failed, exit $status)")")")
     if [ $status -ne 0 ]; then
         printf -- '--- last lines of the %s log\n' "$name" >&2
-        tail -n 60 "$log" >&2
+        tail -n 60 "$log" | cut -c 1-2000 >&2
         die "$name failed (exit $status)"
     fi
 }

@@ -1,7 +1,7 @@
 //! The local throwaway stack: PostgreSQL, a transaction-mode PgBouncer in front of it and a
 //! Temporal dev server, each on free ports and in its own temp dir, stopped and removed when
-//! dropped (also when the test that owns them panics). Shared by the testkit, the demo and
-//! the benchmarks, and light enough to build on its own (`make fresh-check` starts it on a
+//! dropped (also when the test that owns them panics); and the OSP binaries run as real
+//! processes (`OspProcess`). Shared by the testkit, the demo and the benchmarks, and light enough to build on its own (`make fresh-check` starts it on a
 //! bare machine).
 
 mod binaries;
@@ -9,12 +9,14 @@ mod error;
 mod pgbouncer;
 mod postgres;
 mod process;
+mod program;
 mod temporal;
 
 pub use error::StackError;
 pub use error::postgres_detail;
 pub use pgbouncer::PgBouncer;
 pub use postgres::Postgres;
+pub use program::{OspProcess, ProcessError, free_port, get, osp_binary};
 pub use temporal::{TemporalDevServer, TemporalOptions};
 
 /// The `temporal` CLI the dev server runs from (`OSP_TEMPORAL_BIN`, else the project's pinned

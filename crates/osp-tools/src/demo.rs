@@ -1,4 +1,4 @@
-//! `osp-testkit demo` (what `make demo` runs): a throwaway PostgreSQL, PgBouncer and Temporal
+//! `osp-tools demo` (what `make demo` runs): a throwaway PostgreSQL, PgBouncer and Temporal
 //! dev server; the schema; the real `osp-worker` and `osp-bridge` binaries; one
 //! `createServiceWorkflow`; one bootstrap request through `api.emit_domain_event`; then its
 //! pending job and its whole event chain with the time of each event.
@@ -22,8 +22,8 @@ use temporalio_client::{
 use tokio_postgres::NoTls;
 use uuid::Uuid;
 
-use crate::Stack;
-use crate::process::{OspProcess, osp_binary};
+use osp_stack::Stack;
+use osp_stack::{OspProcess, osp_binary};
 
 macro_rules! say {
     ($($arg:tt)*) => {{

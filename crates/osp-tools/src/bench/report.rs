@@ -26,7 +26,7 @@ impl Versions {
                 .unwrap_or_default(),
             Err(_) => String::new(),
         };
-        let temporal_cli = match crate::temporal_cli() {
+        let temporal_cli = match osp_stack::temporal_cli() {
             Ok(path) => tokio::process::Command::new(path)
                 .arg("--version")
                 .output()

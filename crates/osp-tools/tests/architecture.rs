@@ -183,8 +183,23 @@ fn only_the_assemblers_link_both_sides() {
         })
         .cloned()
         .collect();
-    let allowed: BTreeSet<String> = ["osp-worker", "osp-testkit"].map(String::from).into();
+    let allowed: BTreeSet<String> = ["osp-worker", "osp-testkit", "osp-tools"]
+        .map(String::from)
+        .into();
     assert!(both.is_subset(&allowed), "{both:?}");
+}
+
+#[test]
+fn no_crate_links_the_tools() {
+    // The demo, scenarios and benchmarks are binaries of `osp-tools`; a user who depends on
+    // the testkit (or anything else) must not compile them.
+    let graph = Graph::load();
+    for package in &graph.workspace {
+        assert!(
+            !graph.direct(package).contains("osp-tools"),
+            "{package} depends on osp-tools"
+        );
+    }
 }
 
 #[test]

@@ -16,8 +16,8 @@ use super::drive::closed_loop;
 use super::machine::{Usage, usage};
 use super::temporal::{service_data, start_and_wait};
 use super::{BenchError, Options, progress};
-use crate::Stack;
-use crate::process::{OspProcess, get};
+use osp_stack::Stack;
+use osp_stack::{OspProcess, get};
 
 /// The worker's task queue in the benchmark (not `osp-queue`, where the bridge scenario's
 /// bootstrap workflows wait unpolled).

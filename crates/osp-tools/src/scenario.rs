@@ -1,4 +1,4 @@
-//! `osp-testkit scenario bootstrap --count N`: emits N bootstrap requests through
+//! `osp-tools scenario bootstrap --count N`: emits N bootstrap requests through
 //! `api.emit_domain_event` against a running stack (its bridge and worker do the rest) and
 //! reports how many completed, how many failed, and how fast, from the database's own
 //! timestamps (request to `organization.bootstrap.completed` or `.failed`).
@@ -14,7 +14,7 @@ use serde_json::json;
 use tokio_postgres::types::Type;
 use uuid::Uuid;
 
-use crate::TestError;
+use anyhow::Context as _;
 
 /// How often the scenario looks for finished requests.
 const POLL: Duration = Duration::from_millis(50);
@@ -99,13 +99,10 @@ impl fmt::Display for ScenarioReport {
 }
 
 /// Runs the scenario.
-pub async fn run_bootstrap(scenario: &BootstrapScenario) -> Result<ScenarioReport, TestError> {
+pub async fn run_bootstrap(scenario: &BootstrapScenario) -> anyhow::Result<ScenarioReport> {
     let db = osp_activities::db::connect(&scenario.database_url)
         .await
-        .map_err(|error| TestError::Database {
-            context: "connecting to the stack's database".to_owned(),
-            detail: error.to_string(),
-        })?;
+        .context("connecting to the stack's database")?;
     let started = Instant::now();
     let run = &Uuid::new_v4().simple().to_string()[..8];
     let mut organizations = Vec::with_capacity(scenario.count);
@@ -128,7 +125,7 @@ pub async fn run_bootstrap(scenario: &BootstrapScenario) -> Result<ScenarioRepor
             ],
         )
         .await
-        .map_err(|error| TestError::database("emitting a bootstrap request", &error))?;
+        .context("emitting a bootstrap request")?;
         organizations.push(organization);
     }
     let emit_time = started.elapsed();
@@ -151,7 +148,7 @@ pub async fn run_bootstrap(scenario: &BootstrapScenario) -> Result<ScenarioRepor
                 ],
             )
             .await
-            .map_err(|error| TestError::database("reading the scenario's outcomes", &error))?;
+            .context("reading the scenario's outcomes")?;
         let completed = rows
             .iter()
             .filter(|row| row.get::<_, String>(0) == ORGANIZATION_BOOTSTRAP_COMPLETED)

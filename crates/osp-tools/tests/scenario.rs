@@ -1,4 +1,4 @@
-//! `osp-testkit scenario bootstrap --count N` against a running stack: the real
+//! `osp-tools scenario bootstrap --count N` against a running stack: the real
 //! `osp-bridge` binary turns the requests into workflow starts, a test worker with the real
 //! activities runs them, and the command reports every one completed, with timings.
 //! (`make test` builds `osp-bridge` before running tests; alone, build it first.)
@@ -8,7 +8,7 @@ use std::time::Duration;
 use osp_testkit::{OspProcess, osp_binary, test_env};
 use osp_workflows::OrganizationBootstrapWorkflow;
 
-const TESTKIT: &str = env!("CARGO_BIN_EXE_osp-testkit");
+const TOOLS: &str = env!("CARGO_BIN_EXE_osp-tools");
 
 #[tokio::test]
 async fn the_bootstrap_scenario_reports_every_request_completed() {
@@ -43,7 +43,7 @@ async fn the_bootstrap_scenario_reports_every_request_completed() {
         .workflow::<OrganizationBootstrapWorkflow>()
         .platform_activities()
         .run_until(
-            tokio::process::Command::new(TESTKIT)
+            tokio::process::Command::new(TOOLS)
                 .args(["scenario", "bootstrap", "--count", "5", "--timeout", "60"])
                 .env("DATABASE_URL", env.database_url())
                 .kill_on_drop(true)
@@ -83,7 +83,7 @@ fn the_command_line_is_checked_before_anything_runs() {
         ),
         (&["scenario", "nothing"][..], "unknown command"),
     ] {
-        let output = std::process::Command::new(TESTKIT)
+        let output = std::process::Command::new(TOOLS)
             .args(args)
             .output()
             .unwrap();

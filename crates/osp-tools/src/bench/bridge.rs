@@ -28,8 +28,8 @@ use super::stats::{Summary, summarize};
 use super::temporal::{epoch_seconds, raw_start, start_times};
 use super::worker::start_measured;
 use super::{BenchError, Options, SETTLE_DEADLINE, progress};
-use crate::Stack;
-use crate::process::OspProcess;
+use osp_stack::OspProcess;
+use osp_stack::Stack;
 
 /// Raw starts of the baseline go here; nobody polls it.
 const BASELINE_QUEUE: &str = "osp-bench-raw-paced";

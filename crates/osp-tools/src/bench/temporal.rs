@@ -30,7 +30,7 @@ use temporalio_sdk::{Runtime, Worker, WorkerOptions};
 use uuid::Uuid;
 
 use super::BenchError;
-use crate::Replacement;
+use osp_testkit::Replacement;
 
 /// The bench-only workflow without activities: the cheapest workflow a worker can run, one
 /// workflow task from start to completion. Its rate is what the server allows.
@@ -87,7 +87,7 @@ pub async fn connect(address: &str) -> Result<Client, BenchError> {
 pub fn service_data(run: &str, index: usize) -> ServiceData {
     ServiceData {
         name: format!("bench-{run}-{index}"),
-        description: Some("osp-testkit bench".to_owned()),
+        description: Some("osp-tools bench".to_owned()),
         service_schema: Some("bench_service".to_owned()),
         metadata: None,
     }

@@ -1,0 +1,336 @@
+//! `osp-tools bench` (what `make bench` runs): measures the worker and the bridge on a
+//! throwaway local stack against the project's performance goals, and against what the same
+//! Temporal server allows, so the figures read as fractions of the server's own limits.
+//! Results are figures, never assertions: one JSON line per scenario on stdout, then a
+//! Markdown report (also written to `--out`). See `docs/performance.md`.
+
+mod bridge;
+mod ceiling;
+mod drive;
+mod machine;
+mod report;
+mod stats;
+mod temporal;
+mod worker;
+
+use std::io::Write as _;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use osp_stack::Stack;
+
+/// Why the benchmark could not run (a missed goal is not an error: it is a figure).
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// The local stack could not start.
+    #[error(transparent)]
+    Stack(#[from] osp_stack::StackError),
+    /// An OSP binary could not be run or did not become ready.
+    #[error(transparent)]
+    Process(#[from] osp_stack::ProcessError),
+    /// A database statement failed.
+    #[error("database: {0}")]
+    Database(String),
+    /// A Temporal call failed.
+    #[error("temporal: {0}")]
+    Temporal(String),
+    /// Reading or writing a file failed.
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A scenario could not produce figures.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl From<tokio_postgres::Error> for BenchError {
+    fn from(error: tokio_postgres::Error) -> Self {
+        BenchError::Database(osp_stack::postgres_detail(&error))
+    }
+}
+
+impl From<osp_activities::db::DbError> for BenchError {
+    fn from(error: osp_activities::db::DbError) -> Self {
+        BenchError::Database(error.to_string())
+    }
+}
+
+/// The scenarios, in the order they run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Scenario {
+    Ceiling,
+    Worker,
+    Bridge,
+}
+
+/// What to run, from the command line (`osp-tools bench --help`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct Options {
+    /// Workflows per worker and ceiling run, raw starts per ceiling run
+    #[arg(long, value_name = "N", default_value_t = 2000, value_parser = positive)]
+    pub workflows: usize,
+    /// Workflows or starts in flight in those runs
+    #[arg(long, value_name = "C", default_value_t = 50, value_parser = positive)]
+    pub concurrency: usize,
+    /// Bridge scenario: bootstrap events per second [default: half the raw start rate
+    /// measured in the same run]
+    #[arg(long, value_name = "R", value_parser = positive_float)]
+    pub rate: Option<f64>,
+    /// Bridge scenario: how long events are emitted at R
+    #[arg(long, value_name = "T", default_value_t = 20.0, value_parser = positive_float)]
+    pub seconds: f64,
+    /// Bridge scenario: events queued before the bridge starts, for its throughput
+    #[arg(long, value_name = "M", default_value_t = 1000, value_parser = positive)]
+    pub backlog: usize,
+    /// OSP_BRIDGE_MAX_IN_FLIGHT of the bridge [default: the --concurrency value, so the
+    /// bridge may ask the server as much as the raw-start client does]
+    #[arg(long, value_name = "K", value_parser = positive)]
+    pub bridge_in_flight: Option<usize>,
+    /// OSP_BRIDGE_FALLBACK_SWEEP_INTERVAL_MS of the sweeps-only run [default: the bridge's]
+    #[arg(long, value_name = "MS", value_parser = positive_u64)]
+    pub sweep_ms: Option<u64>,
+    /// Run only these scenarios
+    #[arg(long, value_name = "LIST", value_delimiter = ',', num_args = 1..,
+          default_value = "ceiling,worker,bridge")]
+    pub only: Vec<Scenario>,
+    /// An extra environment variable for osp-worker (repeatable; settings to compare)
+    #[arg(long = "worker-env", value_name = "K=V", value_parser = key_value)]
+    pub worker_env: Vec<(String, String)>,
+    /// An extra environment variable for osp-bridge (repeatable)
+    #[arg(long = "bridge-env", value_name = "K=V", value_parser = key_value)]
+    pub bridge_env: Vec<(String, String)>,
+    /// A dynamic config value of the Temporal dev server, V in JSON (repeatable;
+    /// system.enableActivityEagerExecution=true)
+    #[arg(long = "server-config", value_name = "K=V", value_parser = key_value)]
+    pub server_config: Vec<(String, String)>,
+    /// Also write the Markdown report to FILE
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<std::path::PathBuf>,
+    /// The command as typed, for the report (set by the caller, not parsed).
+    #[arg(skip)]
+    pub command: String,
+}
+
+impl Options {
+    fn runs(&self, scenario: Scenario) -> bool {
+        self.only.contains(&scenario)
+    }
+
+    /// The bridge's `OSP_BRIDGE_MAX_IN_FLIGHT`: `--bridge-in-flight`, else `--concurrency`.
+    fn bridge_in_flight(&self) -> usize {
+        self.bridge_in_flight.unwrap_or(self.concurrency)
+    }
+}
+
+/// `KEY=VALUE`, split at the first `=`.
+fn key_value(value: &str) -> Result<(String, String), String> {
+    match value.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+        _ => Err("expected KEY=VALUE".to_owned()),
+    }
+}
+
+/// A whole number above zero.
+fn positive(value: &str) -> Result<usize, String> {
+    value
+        .parse::<usize>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| "not a positive number".to_owned())
+}
+
+fn positive_u64(value: &str) -> Result<u64, String> {
+    positive(value).map(|n| n as u64)
+}
+
+/// A finite number above zero.
+fn positive_float(value: &str) -> Result<f64, String> {
+    value
+        .parse::<f64>()
+        .ok()
+        .filter(|n| n.is_finite() && *n > 0.0)
+        .ok_or_else(|| "not a positive number".to_owned())
+}
+
+/// Writes a progress line to stderr (stdout carries only the results).
+macro_rules! progress {
+    ($($arg:tt)*) => {{
+        let mut err = std::io::stderr().lock();
+        let _ = std::io::Write::write_fmt(&mut err, format_args!("bench: {}\n", format_args!($($arg)*)));
+    }};
+}
+pub(crate) use progress;
+
+/// Writes one result line to stdout.
+fn emit_line(line: &serde_json::Value) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+}
+
+/// Runs the benchmark `options` describe.
+pub async fn run(options: &Options) -> ExitCode {
+    match run_with(options).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            let mut err = std::io::stderr().lock();
+            let _ = writeln!(err, "osp-tools bench: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Everything one benchmark run measured.
+#[derive(Debug, Default)]
+pub struct Results {
+    pub ceiling: Option<ceiling::CeilingResults>,
+    pub worker: Option<worker::WorkerResults>,
+    pub bridge: Option<bridge::BridgeResults>,
+}
+
+/// Runs the scenarios `options` asks for on one fresh stack.
+pub async fn run_with(options: &Options) -> Result<(), BenchError> {
+    let started = Instant::now();
+    let machine_before = machine::machine();
+    // The binaries are checked first: a missing build should not cost a stack start.
+    let worker_bin = options
+        .runs(Scenario::Worker)
+        .then(|| osp_stack::osp_binary("osp-worker"))
+        .transpose()?;
+    let bridge_bin = options
+        .runs(Scenario::Bridge)
+        .then(|| osp_stack::osp_binary("osp-bridge"))
+        .transpose()?;
+    progress!(
+        "{} CPUs, load average {}; starting PostgreSQL, PgBouncer and the Temporal dev server",
+        machine_before.cpus,
+        machine_before.load_average
+    );
+    let stack = Stack::start_with(osp_stack::TemporalOptions {
+        dynamic_config: options.server_config.clone(),
+        ..osp_stack::TemporalOptions::default()
+    })
+    .await?;
+    let mut migrator = osp_activities::db::connect(&stack.postgres.url("postgres")).await?;
+    osp_activities::migrate(&mut migrator)
+        .await
+        .map_err(|error| BenchError::Database(error.to_string()))?;
+    let versions = report::Versions::read(&migrator).await;
+    drop(migrator);
+    let client = temporal::connect(&stack.temporal.address()).await?;
+    progress!("stack ready in {} ms", started.elapsed().as_millis());
+
+    let mut results = Results::default();
+    if options.runs(Scenario::Ceiling) {
+        let ceiling = ceiling::run(&client, options).await?;
+        for line in ceiling.json_lines() {
+            emit_line(&line);
+        }
+        results.ceiling = Some(ceiling);
+    }
+    if let Some(worker_bin) = &worker_bin {
+        let worker = worker::run(&stack, &client, worker_bin, options).await?;
+        emit_line(&worker.json_line());
+        results.worker = Some(worker);
+    }
+    if let Some(bridge_bin) = &bridge_bin {
+        let raw_rate = results.ceiling.as_ref().map(|c| c.raw_starts.throughput);
+        let bridge = bridge::run(&stack, &client, bridge_bin, options, raw_rate).await?;
+        for line in bridge.json_lines() {
+            emit_line(&line);
+        }
+        results.bridge = Some(bridge);
+    }
+    drop(client);
+    drop(stack);
+
+    let machine_after = machine::machine();
+    let markdown = report::markdown(
+        &results,
+        options,
+        &report::RunInfo {
+            machine: machine_before,
+            load_after: machine_after.load_average,
+            versions,
+            seconds: started.elapsed().as_secs_f64(),
+        },
+    );
+    {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "\n{markdown}");
+    }
+    if let Some(path) = &options.out {
+        if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| BenchError::Io {
+                what: format!("creating {}", dir.display()),
+                source,
+            })?;
+        }
+        std::fs::write(path, &markdown).map_err(|source| BenchError::Io {
+            what: format!("writing {}", path.display()),
+            source,
+        })?;
+        progress!("report written to {}", path.display());
+    }
+    progress!("done in {:.0} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// How long the scenarios wait for work they started before reporting what is missing.
+pub(crate) const SETTLE_DEADLINE: Duration = Duration::from_secs(120);
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+
+    /// `osp-tools bench` alone, as the binary's parser sees it.
+    #[derive(Debug, clap::Parser)]
+    struct Bench {
+        #[command(flatten)]
+        options: Options,
+    }
+
+    fn parse(line: &str) -> Result<Options, clap::Error> {
+        Bench::try_parse_from(std::iter::once("bench").chain(line.split_whitespace()))
+            .map(|bench| bench.options)
+    }
+
+    #[test]
+    fn defaults_and_flags() {
+        let options = parse("").unwrap();
+        assert_eq!((options.workflows, options.concurrency), (2000, 50));
+        assert!(options.rate.is_none());
+        assert_eq!(options.only.len(), 3);
+
+        let options = parse(
+            "--workflows 10 --concurrency 2 --rate 55.5 --seconds 3 --only bridge,worker --out x.md --worker-env A=b=c",
+        )
+        .unwrap();
+        assert_eq!(options.worker_env, vec![("A".to_owned(), "b=c".to_owned())]);
+        assert_eq!((options.workflows, options.concurrency), (10, 2));
+        assert_eq!(options.rate, Some(55.5));
+        assert_eq!(options.only, vec![Scenario::Bridge, Scenario::Worker]);
+        assert!(options.runs(Scenario::Worker) && !options.runs(Scenario::Ceiling));
+    }
+
+    #[test]
+    fn bad_command_lines_name_the_option() {
+        for (line, named) in [
+            ("--workflows 0", "--workflows"),
+            ("--workflows", "--workflows"),
+            ("--rate -1", "--rate"),
+            ("--only everything", "--only"),
+            ("--frobnicate 1", "--frobnicate"),
+            ("--worker-env novalue", "--worker-env"),
+            ("--bridge-env =x", "--bridge-env"),
+        ] {
+            let error = parse(line).unwrap_err();
+            assert_eq!(error.exit_code(), 2, "{line}");
+            assert!(error.to_string().contains(named), "{line}: {error}");
+        }
+    }
+}
