@@ -77,10 +77,11 @@ pub struct Options {
     pub concurrency: usize,
     /// Bridge scenario: bootstrap events per second [default: half the raw start rate
     /// measured in the same run]
-    #[arg(long, value_name = "R", value_parser = positive_float)]
+    #[arg(long, value_name = "R", allow_negative_numbers = true, value_parser = positive_float)]
     pub rate: Option<f64>,
     /// Bridge scenario: how long events are emitted at R
-    #[arg(long, value_name = "T", default_value_t = 20.0, value_parser = positive_float)]
+    #[arg(long, value_name = "T", default_value_t = 20.0, allow_negative_numbers = true,
+          value_parser = positive_float)]
     pub seconds: f64,
     /// Bridge scenario: events queued before the bridge starts, for its throughput
     #[arg(long, value_name = "M", default_value_t = 1000, value_parser = positive)]
