@@ -87,8 +87,14 @@ impl StackError {
 /// A tokio-postgres error with its causes: its own `Display` says only "db error", and the
 /// server's message (which names the problem) is in the source chain.
 pub fn postgres_detail(error: &tokio_postgres::Error) -> String {
+    error_chain(error)
+}
+
+/// An error and its causes on one line, `outer: inner: innermost`: for messages that are
+/// printed once, where the whole chain must be seen (a refused connection says so).
+pub fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
+    let mut source = error.source();
     while let Some(cause) = source {
         text.push_str(": ");
         text.push_str(&cause.to_string());

@@ -13,7 +13,7 @@ mod program;
 mod temporal;
 
 pub use error::StackError;
-pub use error::postgres_detail;
+pub use error::{error_chain, postgres_detail};
 pub use pgbouncer::PgBouncer;
 pub use postgres::Postgres;
 pub use program::{OspProcess, ProcessError, free_port, get, osp_binary};

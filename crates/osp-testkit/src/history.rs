@@ -60,7 +60,8 @@ impl RecordedHistory {
             .ok_or_else(|| fail("no `events` list, or it is empty".to_owned()))?;
         let (events, format) = if first.get("eventId").is_some() || first.get("eventType").is_some()
         {
-            let history = protojson::decode_history(&value).map_err(fail)?;
+            let history = protojson::decode_history(value)
+                .map_err(|error| fail(osp_stack::error_chain(&error)))?;
             (history.events, HistoryFormat::ProtoJson)
         } else {
             let history: History = serde_json::from_value(value)
