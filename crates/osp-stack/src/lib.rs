@@ -16,7 +16,8 @@ pub use error::StackError;
 pub use error::{error_chain, postgres_detail};
 pub use pgbouncer::PgBouncer;
 pub use postgres::Postgres;
-pub use program::{OspProcess, ProcessError, free_port, get, osp_binary};
+pub use process::free_port;
+pub use program::{GetError, OspProcess, ProcessError, get, osp_binary};
 pub use temporal::{TemporalDevServer, TemporalOptions};
 
 /// The `temporal` CLI the dev server runs from (`OSP_TEMPORAL_BIN`, else the project's pinned

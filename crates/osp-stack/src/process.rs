@@ -14,6 +14,8 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use rustix::process::{Pid, Signal, kill_process};
+
 use super::StackError;
 
 /// How many log lines a startup error carries.
@@ -186,6 +188,12 @@ pub(crate) fn free_ports<const N: usize>() -> Result<[u16; N], StackError> {
     Ok(ports)
 }
 
+/// One free port on 127.0.0.1 (for a process the caller starts itself; see [`free_ports`]).
+pub fn free_port() -> Result<u16, StackError> {
+    let [port] = free_ports()?;
+    Ok(port)
+}
+
 /// Which port each start attempt of a server uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum PortPlan {
@@ -268,6 +276,23 @@ impl StopSignal {
             StopSignal::Terminate => "TERM",
         }
     }
+
+    fn signal(self) -> Signal {
+        match self {
+            StopSignal::Interrupt => Signal::INT,
+            StopSignal::Terminate => Signal::TERM,
+        }
+    }
+}
+
+/// Sends `signal` to process `pid`. Only for children not yet reaped, so the pid cannot have
+/// been reused by another process.
+pub(crate) fn send_signal(pid: u32, signal: Signal) -> std::io::Result<()> {
+    let pid = i32::try_from(pid)
+        .ok()
+        .and_then(Pid::from_raw)
+        .ok_or_else(|| std::io::Error::new(ErrorKind::InvalidInput, format!("not a pid: {pid}")))?;
+    kill_process(pid, signal).map_err(std::io::Error::from)
 }
 
 /// A running server process, stopped (and reaped) when dropped.
@@ -408,20 +433,10 @@ impl ServerProcess {
             .map_err(|error| StackError::io(format!("checking on {}", self.what), error))
     }
 
-    /// Asks the process to stop. `kill(1)` because sending a signal other than SIGKILL needs
-    /// libc or `unsafe`; the pid cannot have been reused since the child is not reaped yet.
+    /// Asks the process to stop with its own stop signal.
     fn send_stop_signal(&mut self) {
-        let sent = Command::new("kill")
-            .arg("-s")
-            .arg(self.stop_signal.name())
-            .arg(self.pid().to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|status| status.success());
-        if !sent {
-            // Exited meanwhile, or no kill(1): SIGKILL always works.
+        if send_signal(self.pid(), self.stop_signal.signal()).is_err() {
+            // Exited meanwhile: SIGKILL (through the child handle) is harmless then.
             let _ = self.child.kill();
         }
     }

@@ -6,9 +6,15 @@ use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Empty};
+use hyper_util::rt::TokioIo;
+use rustix::process::Signal;
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
+
+use crate::StackError;
+use crate::process::{free_port, send_signal};
 
 /// Why an OSP process could not be run or did not behave.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +40,31 @@ pub enum ProcessError {
     /// It did not exit after SIGTERM in time.
     #[error("{name} still running {waited:?} after SIGTERM")]
     DidNotStop { name: String, waited: Duration },
+    /// No free port could be found for it.
+    #[error(transparent)]
+    Port(#[from] StackError),
+}
+
+/// Why a `GET` on a health port failed.
+#[derive(Debug, thiserror::Error)]
+pub enum GetError {
+    /// Connecting, sending or reading failed.
+    #[error("GET {path}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The server did not speak HTTP/1.1 as expected.
+    #[error("GET {path}")]
+    Http {
+        path: String,
+        #[source]
+        source: hyper::Error,
+    },
+    /// No complete answer within the time limit.
+    #[error("GET {path} timed out after {after:?}")]
+    TimedOut { path: String, after: Duration },
 }
 
 /// Where the OSP binaries are: `OSP_BIN_DIR`, or beside the running executable (`target/debug`,
@@ -62,22 +93,6 @@ pub fn osp_binary(name: &str) -> Result<PathBuf, ProcessError> {
             path,
         })
     }
-}
-
-/// A free TCP port on 127.0.0.1 (another process may take it first; tests retry rarely).
-pub fn free_port() -> Result<u16, ProcessError> {
-    let listener =
-        std::net::TcpListener::bind("127.0.0.1:0").map_err(|source| ProcessError::Io {
-            what: "finding a free port".into(),
-            source,
-        })?;
-    listener
-        .local_addr()
-        .map(|addr| addr.port())
-        .map_err(|source| ProcessError::Io {
-            what: "finding a free port".into(),
-            source,
-        })
 }
 
 /// One running OSP binary; killed and reaped when dropped.
@@ -161,7 +176,7 @@ impl OspProcess {
     }
 
     /// `GET path` on the health port: status and body.
-    pub async fn get(&self, path: &str) -> Result<(u16, String), String> {
+    pub async fn get(&self, path: &str) -> Result<(u16, String), GetError> {
         get(self.health_port, path).await
     }
 
@@ -179,7 +194,7 @@ impl OspProcess {
             match get(self.health_port, "/healthz").await {
                 Ok((200, _)) => return Ok(()),
                 Ok((status, body)) => last = format!("/healthz {status}: {body}"),
-                Err(error) => last = error,
+                Err(error) => last = crate::error_chain(&error),
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -198,7 +213,7 @@ impl OspProcess {
             match get(self.health_port, "/readyz").await {
                 Ok((status, _)) if ok(status) => return Ok(()),
                 Ok((status, body)) => last = format!("/readyz {status}: {body}"),
-                Err(error) => last = error,
+                Err(error) => last = crate::error_chain(&error),
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -229,7 +244,7 @@ impl OspProcess {
 
     /// Sends SIGTERM and waits for the exit status.
     pub async fn stop(&mut self, deadline: Duration) -> Result<ExitStatus, ProcessError> {
-        self.signal("TERM")?;
+        self.signal(Signal::TERM)?;
         let name = self.name.clone();
         let Some(child) = self.child.as_mut() else {
             return Err(ProcessError::DidNotStop {
@@ -264,52 +279,55 @@ impl OspProcess {
         Ok(())
     }
 
-    fn signal(&self, signal: &str) -> Result<(), ProcessError> {
+    fn signal(&self, signal: Signal) -> Result<(), ProcessError> {
         let Some(pid) = self.pid() else {
             return Ok(());
         };
-        std::process::Command::new("kill")
-            .args(["-s", signal, &pid.to_string()])
-            .status()
-            .map(drop)
-            .map_err(|source| ProcessError::Io {
-                what: format!("signalling {}", self.name),
-                source,
-            })
+        send_signal(pid, signal).map_err(|source| ProcessError::Io {
+            what: format!("signalling {}", self.name),
+            source,
+        })
     }
 }
 
-/// A minimal HTTP/1.1 GET on 127.0.0.1 (no client library needed for three endpoints).
-pub async fn get(port: u16, path: &str) -> Result<(u16, String), String> {
-    let exchange = async {
-        let mut stream = TcpStream::connect(("127.0.0.1", port))
-            .await
-            .map_err(|e| e.to_string())?;
-        stream
-            .write_all(
-                format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-                    .as_bytes(),
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut response = Vec::new();
-        stream
-            .read_to_end(&mut response)
-            .await
-            .map_err(|e| e.to_string())?;
-        let text = String::from_utf8_lossy(&response).into_owned();
-        let status = text
-            .split_whitespace()
-            .nth(1)
-            .and_then(|code| code.parse().ok())
-            .ok_or_else(|| format!("not an HTTP response: {text:?}"))?;
-        let body = text
-            .split_once("\r\n\r\n")
-            .map(|(_, body)| body.to_owned())
-            .unwrap_or_default();
-        Ok((status, body))
+/// How long a `GET` on a health port may take.
+const GET_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `GET path` on 127.0.0.1:`port` over HTTP/1.1: status and body.
+pub async fn get(port: u16, path: &str) -> Result<(u16, String), GetError> {
+    let io = |source| GetError::Io {
+        path: path.to_owned(),
+        source,
     };
-    tokio::time::timeout(Duration::from_secs(5), exchange)
+    let http = |source| GetError::Http {
+        path: path.to_owned(),
+        source,
+    };
+    let exchange = async {
+        let stream = TcpStream::connect(("127.0.0.1", port)).await.map_err(io)?;
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(http)?;
+        // The connection task ends when the response is read and the sender dropped.
+        tokio::spawn(connection);
+        let request = hyper::Request::get(path)
+            .header(hyper::header::HOST, "127.0.0.1")
+            .body(Empty::<Bytes>::new())
+            .map_err(|error| io(std::io::Error::new(std::io::ErrorKind::InvalidInput, error)))?;
+        let response = sender.send_request(request).await.map_err(http)?;
+        let status = response.status().as_u16();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(http)?
+            .to_bytes();
+        Ok((status, String::from_utf8_lossy(&body).into_owned()))
+    };
+    tokio::time::timeout(GET_TIMEOUT, exchange)
         .await
-        .map_err(|_| format!("GET {path} timed out"))?
+        .map_err(|_| GetError::TimedOut {
+            path: path.to_owned(),
+            after: GET_TIMEOUT,
+        })?
 }
