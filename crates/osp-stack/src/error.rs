@@ -84,6 +84,32 @@ impl StackError {
     }
 }
 
+/// Why one readiness probe of a starting server failed; probes are retried until the
+/// server's deadline, and the last failure is reported with its causes.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    /// Logging in to PostgreSQL or PgBouncer, or the trivial query, failed.
+    #[error("postgres")]
+    Postgres(#[source] tokio_postgres::Error),
+    /// The dev server's address does not form a URL.
+    #[error("temporal address {address} is not a URL")]
+    Address {
+        address: String,
+        #[source]
+        source: url::ParseError,
+    },
+    /// The gRPC connection to the dev server failed.
+    #[error("connecting to temporal")]
+    Connect(#[source] temporalio_client::errors::ClientConnectError),
+    /// A namespace is not registered yet.
+    #[error("describing namespace {namespace}")]
+    Namespace {
+        namespace: String,
+        #[source]
+        source: temporalio_client::tonic::Status,
+    },
+}
+
 /// A tokio-postgres error with its causes: its own `Display` says only "db error", and the
 /// server's message (which names the problem) is in the source chain.
 pub fn postgres_detail(error: &tokio_postgres::Error) -> String {

@@ -12,7 +12,7 @@ mod process;
 mod program;
 mod temporal;
 
-pub use error::StackError;
+pub use error::{ProbeError, StackError};
 pub use error::{error_chain, postgres_detail};
 pub use pgbouncer::PgBouncer;
 pub use postgres::Postgres;

@@ -8,11 +8,10 @@ use std::time::Duration;
 
 use tokio_postgres::NoTls;
 
-use super::error::postgres_detail;
 use super::process::{
     self, NotStarted, PORT_ATTEMPTS, PortPlan, ServerProcess, StopSignal, TempDir,
 };
-use super::{StackError, binaries};
+use super::{ProbeError, StackError, binaries};
 
 /// How long a started postmaster gets to accept a password login.
 const READY_DEADLINE: Duration = Duration::from_secs(30);
@@ -277,16 +276,16 @@ async fn init_cluster(bin_dir: &Path, root: &Path, password: &str) -> Result<(),
 
 /// One readiness check: a password login over TCP and a trivial query. The simple protocol,
 /// so it also works through PgBouncer's transaction pooling (no named prepared statements).
-pub(super) async fn probe(url: String) -> Result<(), String> {
+pub(super) async fn probe(url: String) -> Result<(), ProbeError> {
     let (client, connection) = tokio_postgres::connect(&url, NoTls)
         .await
-        .map_err(|error| postgres_detail(&error))?;
+        .map_err(ProbeError::Postgres)?;
     let driver = tokio::spawn(connection);
     let result = client
         .simple_query("select 1")
         .await
         .map(drop)
-        .map_err(|error| postgres_detail(&error));
+        .map_err(ProbeError::Postgres);
     drop(client);
     let _ = driver.await;
     result

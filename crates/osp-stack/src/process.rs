@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use rustix::process::{Pid, Signal, kill_process};
 
-use super::StackError;
+use super::{ProbeError, StackError};
 
 /// How many log lines a startup error carries.
 const LOG_TAIL_LINES: usize = 20;
@@ -380,7 +380,7 @@ impl ServerProcess {
     ) -> Result<(), NotStarted>
     where
         F: FnMut() -> Fut,
-        Fut: Future<Output = Result<(), String>>,
+        Fut: Future<Output = Result<(), ProbeError>>,
     {
         let started = Instant::now();
         let mut last_error = "no probe yet".to_owned();
@@ -419,7 +419,7 @@ impl ServerProcess {
                         tracing::debug!(what = self.what, port, elapsed = ?started.elapsed(), "ready");
                         return Ok(());
                     }
-                    Ok(Err(error)) => last_error = error,
+                    Ok(Err(error)) => last_error = crate::error_chain(&error),
                     Err(_) => last_error = format!("probe timed out after {PROBE_TIMEOUT:?}"),
                 }
             }

@@ -11,7 +11,7 @@ use temporalio_common::protos::temporal::api::workflowservice::v1::DescribeNames
 use super::process::{
     self, NotStarted, PORT_ATTEMPTS, PortPlan, ServerProcess, StopSignal, TempDir,
 };
-use super::{StackError, binaries};
+use super::{ProbeError, StackError, binaries};
 
 /// How long a started dev server gets to answer for every namespace it was asked to create.
 const READY_DEADLINE: Duration = Duration::from_secs(60);
@@ -214,8 +214,11 @@ impl Drop for TemporalDevServer {
 
 /// One readiness check: a gRPC connection (which calls GetSystemInfo) and DescribeNamespace
 /// for each namespace, since the CLI registers them after the frontend starts listening.
-async fn probe(address: String, namespaces: Vec<String>) -> Result<(), String> {
-    let url = Url::parse(&format!("http://{address}")).map_err(|error| error.to_string())?;
+async fn probe(address: String, namespaces: Vec<String>) -> Result<(), ProbeError> {
+    let url = Url::parse(&format!("http://{address}")).map_err(|source| ProbeError::Address {
+        address: address.clone(),
+        source,
+    })?;
     let options = ConnectionOptions::new(url)
         .identity("osp-testkit")
         .connect_timeout(Duration::from_secs(2))
@@ -224,7 +227,7 @@ async fn probe(address: String, namespaces: Vec<String>) -> Result<(), String> {
         .build();
     let connection = Connection::connect(options)
         .await
-        .map_err(|error| format!("connecting: {error}"))?;
+        .map_err(ProbeError::Connect)?;
     let mut service = connection.workflow_service();
     for namespace in namespaces {
         let request = DescribeNamespaceRequest {
@@ -234,7 +237,7 @@ async fn probe(address: String, namespaces: Vec<String>) -> Result<(), String> {
         service
             .describe_namespace(tonic::Request::new(request))
             .await
-            .map_err(|status| format!("describing namespace {namespace}: {status}"))?;
+            .map_err(|source| ProbeError::Namespace { namespace, source })?;
     }
     Ok(())
 }
