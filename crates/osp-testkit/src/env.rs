@@ -15,9 +15,7 @@ use osp_activities::PlatformActivities;
 use osp_activities::deployer::Deployer;
 use osp_activities::dns::{DnsProvider, LogDns};
 use osp_activities::email::{LogMailer, Mailer};
-use temporalio_client::{
-    Client, ClientOptions, Connection, ConnectionOptions, Url, WorkflowStartOptions,
-};
+use temporalio_client::{Client, WorkflowStartOptions};
 use temporalio_common::HasWorkflowDefinition;
 use tokio::sync::OnceCell;
 use tokio_postgres::NoTls;
@@ -222,20 +220,9 @@ async fn create_test_database(shared: &Shared, name: &str) -> Result<(), TestErr
 }
 
 async fn connect_temporal(address: &str, identity: &str) -> Result<Client, TestError> {
-    let url = Url::parse(&format!("http://{address}"))
-        .map_err(|error| TestError::Temporal(format!("address {address}: {error}")))?;
-    let connect = Connection::connect(
-        ConnectionOptions::new(url)
-            .identity(identity.to_owned())
-            .connect_timeout(Duration::from_secs(10))
-            .build(),
-    );
-    let connection = tokio::time::timeout(DEFAULT_DEADLINE, connect)
+    osp_stack::local_client(address, identity)
         .await
-        .map_err(|_| TestError::Temporal(format!("no answer from {address}")))?
-        .map_err(|error| TestError::Temporal(format!("connecting to {address}: {error}")))?;
-    Client::new(connection, ClientOptions::new("default").build())
-        .map_err(|error| TestError::Temporal(error.to_string()))
+        .map_err(|error| TestError::Temporal(osp_stack::error_chain(&error)))
 }
 
 /// Starts (or joins) this binary's environment and gives the calling test its own part of

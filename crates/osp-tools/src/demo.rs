@@ -15,10 +15,7 @@ use osp_core::payloads::ServiceData;
 use osp_core::workflows::DEFAULT_TASK_QUEUE;
 use osp_workflows::CreateServiceWorkflow;
 use serde_json::json;
-use temporalio_client::{
-    Client, ClientOptions, Connection, ConnectionOptions, Url, WorkflowGetResultOptions,
-    WorkflowStartOptions,
-};
+use temporalio_client::{WorkflowGetResultOptions, WorkflowStartOptions};
 use tokio_postgres::NoTls;
 use uuid::Uuid;
 
@@ -90,12 +87,7 @@ pub async fn run() -> anyhow::Result<()> {
     );
 
     // A client in another language would do the same with its own SDK or `temporal workflow start`.
-    let connection = Connection::connect(
-        ConnectionOptions::new(Url::parse(&format!("http://{}", stack.temporal.address()))?)
-            .build(),
-    )
-    .await?;
-    let client = Client::new(connection, ClientOptions::new("default").build())?;
+    let client = osp_stack::local_client(&stack.temporal.address(), "osp-demo").await?;
     let workflow_id = format!("demo-service-{}", Uuid::new_v4().simple());
     let clock = Instant::now();
     let handle = client

@@ -15,8 +15,8 @@ use serde_json::Value;
 use temporalio_client::grpc::WorkflowService as _;
 use temporalio_client::tonic;
 use temporalio_client::{
-    Client, ClientOptions, Connection, ConnectionOptions, GrpcCompression, NamespacedClient as _,
-    Url, WorkflowGetResultOptions, WorkflowListOptions, WorkflowStartOptions,
+    Client, NamespacedClient as _, WorkflowGetResultOptions, WorkflowListOptions,
+    WorkflowStartOptions,
 };
 use temporalio_common::HasWorkflowDefinition;
 use temporalio_common::protos::temporal::api::common::v1::{Payload, Payloads, WorkflowType};
@@ -65,22 +65,12 @@ pub const WORKFLOW_SLOTS: usize = 10;
 /// Activity slots, likewise `OSP_MAX_CONCURRENT_ACTIVITIES`'s default.
 pub const ACTIVITY_SLOTS: usize = 10;
 
-/// Connects a client to `address`, namespace `default`. Without gzip (the client's default):
-/// compressing requests of a few hundred bytes costs CPU and saves nothing on loopback, and
-/// the ceilings are meant to be the cheapest way to ask the server.
+/// Connects a client to `address`, namespace `default`, without gzip: the ceilings are meant
+/// to be the cheapest way to ask the server.
 pub async fn connect(address: &str) -> Result<Client, BenchError> {
-    let url = Url::parse(&format!("http://{address}"))
-        .map_err(|error| BenchError::Temporal(format!("address {address}: {error}")))?;
-    let connection = Connection::connect(
-        ConnectionOptions::new(url)
-            .identity("osp-bench".to_owned())
-            .grpc_compression(GrpcCompression::None)
-            .build(),
-    )
-    .await
-    .map_err(|error| BenchError::Temporal(format!("connecting to {address}: {error}")))?;
-    Client::new(connection, ClientOptions::new("default").build())
-        .map_err(|error| BenchError::Temporal(error.to_string()))
+    osp_stack::local_client(address, "osp-bench")
+        .await
+        .map_err(|error| BenchError::Temporal(osp_stack::error_chain(&error)))
 }
 
 /// `ServiceData` for the `index`-th workflow of a run.
