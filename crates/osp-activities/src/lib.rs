@@ -6,6 +6,7 @@ pub mod deployer;
 pub mod dns;
 pub mod email;
 pub mod errors;
+pub mod events;
 pub mod migrate;
 // The SDK's `#[activities]` macro generates marker structs without Debug.
 #[expect(

@@ -3,11 +3,8 @@
 //! difference) as soon as they cannot become so: the stream is append-only, so a wrong event
 //! never goes away.
 
-use std::fmt;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-use tokio_postgres::types::Type;
 use uuid::Uuid;
 
 use crate::TestError;
@@ -15,20 +12,7 @@ use crate::TestError;
 /// How often the stream is read again while it is still a prefix of the expected chain.
 const POLL: Duration = Duration::from_millis(20);
 
-/// One stored domain event.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StoredEvent {
-    /// Its id.
-    pub id: Uuid,
-    /// Its position in the stream, from 1.
-    pub stream_version: i32,
-    /// `organization.created`, ...
-    pub event_type: String,
-    /// Its data.
-    pub event_data: Value,
-    /// Its metadata (idempotency key, workflow id, ...).
-    pub event_metadata: Value,
-}
+pub use osp_activities::events::StoredEvent;
 
 /// The expected and actual event types of a stream that did not match.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -124,24 +108,12 @@ pub async fn stream_events(
     db: &tokio_postgres::Client,
     stream_id: Uuid,
 ) -> Result<Vec<StoredEvent>, TestError> {
-    let rows = db
-        .query_typed(
-            "select id, stream_version, event_type, event_data, event_metadata
-             from public.domain_events where stream_id = $1 order by stream_version",
-            &[(&stream_id, Type::UUID)],
-        )
+    osp_activities::events::read_stream(db, stream_id)
         .await
-        .map_err(|error| TestError::database(format!("reading stream {stream_id}"), &error))?;
-    Ok(rows
-        .iter()
-        .map(|row| StoredEvent {
-            id: row.get(0),
-            stream_version: row.get(1),
-            event_type: row.get(2),
-            event_data: row.get(3),
-            event_metadata: row.get(4),
+        .map_err(|error| TestError::Database {
+            context: format!("reading stream {stream_id}"),
+            detail: osp_stack::error_chain(&error),
         })
-        .collect())
 }
 
 /// Waits until the event types of `stream_id` equal `expected`; fails at once when a wrong
@@ -174,16 +146,6 @@ pub async fn wait_for_chain(
             return Err(mismatch.into());
         }
         tokio::time::sleep(POLL).await;
-    }
-}
-
-impl fmt::Display for StoredEvent {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "#{} {} {}",
-            self.stream_version, self.event_type, self.event_data
-        )
     }
 }
 

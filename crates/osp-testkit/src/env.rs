@@ -22,10 +22,10 @@ use tokio_postgres::NoTls;
 use uuid::Uuid;
 
 use crate::chain::{self, StoredEvent};
-use osp_stack::Watchdog;
 use crate::worker::TestWorkerBuilder;
 use crate::workflow::TestWorkflow;
 use crate::{PgBouncer, Postgres, TemporalDevServer, TemporalOptions, TestError, artifacts};
+use osp_stack::Watchdog;
 
 /// How long a helper waits for a workflow, a query state or an event chain unless told
 /// otherwise ([`TestEnv::with_deadline`]).

@@ -7,6 +7,7 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use osp_activities::events::{NewEvent, append};
 use osp_core::events::{
     ORGANIZATION_BOOTSTRAP_COMPLETED, ORGANIZATION_BOOTSTRAP_FAILED,
     ORGANIZATION_BOOTSTRAP_INITIATED, ORGANIZATION_STREAM,
@@ -121,23 +122,16 @@ pub async fn run() -> anyhow::Result<()> {
         "admin_users": [{"email": "admin@acme.example", "name": "Ada Admin"}],
         "plan": "pro"
     });
-    let event_id: Uuid = db
-        .query_typed(
-            "select api.emit_domain_event($1, $2, $3, $4)",
-            &[
-                (&organization, tokio_postgres::types::Type::UUID),
-                (&ORGANIZATION_STREAM, tokio_postgres::types::Type::TEXT),
-                (
-                    &ORGANIZATION_BOOTSTRAP_INITIATED,
-                    tokio_postgres::types::Type::TEXT,
-                ),
-                (&data, tokio_postgres::types::Type::JSONB),
-            ],
-        )
-        .await?
-        .first()
-        .map(|row| row.get(0))
-        .context("emit returned no row")?;
+    let event_id = append(
+        &db,
+        &NewEvent::new(
+            ORGANIZATION_STREAM,
+            organization,
+            ORGANIZATION_BOOTSTRAP_INITIATED,
+            data,
+        ),
+    )
+    .await?;
     say!("\n{ORGANIZATION_BOOTSTRAP_INITIATED} emitted: event {event_id} on stream {organization}");
     let job = db
         .query_typed(

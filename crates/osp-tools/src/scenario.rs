@@ -6,6 +6,7 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
+use osp_activities::events::{NewEvent, append};
 use osp_core::events::{
     ORGANIZATION_BOOTSTRAP_COMPLETED, ORGANIZATION_BOOTSTRAP_FAILED,
     ORGANIZATION_BOOTSTRAP_INITIATED, ORGANIZATION_STREAM,
@@ -115,14 +116,14 @@ pub async fn run_bootstrap(scenario: &BootstrapScenario) -> anyhow::Result<Scena
             "admin_users": [{"email": format!("admin-{index}@scenario-{run}.example"), "name": "Admin"}],
             "plan": "scenario"
         });
-        db.query_typed(
-            "select api.emit_domain_event($1, $2, $3, $4)",
-            &[
-                (&organization, Type::UUID),
-                (&ORGANIZATION_STREAM, Type::TEXT),
-                (&ORGANIZATION_BOOTSTRAP_INITIATED, Type::TEXT),
-                (&data, Type::JSONB),
-            ],
+        append(
+            &db,
+            &NewEvent::new(
+                ORGANIZATION_STREAM,
+                organization,
+                ORGANIZATION_BOOTSTRAP_INITIATED,
+                data,
+            ),
         )
         .await
         .context("emitting a bootstrap request")?;

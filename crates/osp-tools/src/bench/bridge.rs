@@ -10,6 +10,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::time::Duration;
 
+use osp_activities::events::{NewEvent, append};
 use osp_core::events::{
     ORGANIZATION_BOOTSTRAP_INITIATED, ORGANIZATION_BOOTSTRAP_WORKFLOW_STARTED, ORGANIZATION_STREAM,
     WORKFLOW_QUEUE_PENDING,
@@ -182,20 +183,16 @@ struct Emitter {
 impl Emitter {
     async fn emit(&self, organization: Uuid) -> Result<(), String> {
         let client = self.pool.get().await.map_err(|error| error.to_string())?;
-        let data = bootstrap_input(organization);
-        client
-            .query_typed(
-                "select api.emit_domain_event($1, $2, $3, $4)",
-                &[
-                    (&organization, Type::UUID),
-                    (&ORGANIZATION_STREAM, Type::TEXT),
-                    (&ORGANIZATION_BOOTSTRAP_INITIATED, Type::TEXT),
-                    (&data, Type::JSONB),
-                ],
-            )
+        let event = NewEvent::new(
+            ORGANIZATION_STREAM,
+            organization,
+            ORGANIZATION_BOOTSTRAP_INITIATED,
+            bootstrap_input(organization),
+        );
+        append(&**client, &event)
             .await
             .map(drop)
-            .map_err(|error| osp_stack::postgres_detail(&error))
+            .map_err(|error| osp_stack::error_chain(&error))
     }
 }
 
