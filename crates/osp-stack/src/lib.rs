@@ -14,7 +14,7 @@ mod temporal;
 pub use error::StackError;
 pub use error::postgres_detail;
 pub use pgbouncer::PgBouncer;
-pub use postgres::Postgres;
+pub use postgres::{Postgres, SUPABASE_ROLES_SQL};
 pub use temporal::{TemporalDevServer, TemporalOptions};
 
 /// The `temporal` CLI the dev server runs from (`OSP_TEMPORAL_BIN`, else the project's pinned
