@@ -141,7 +141,7 @@ impl PlatformActivities {
         let client = self.pool.get().await?;
         let rows = client
             .query_typed(
-                "select 1 from public.domain_events where event_metadata ->> 'idempotency_key' = $1",
+                crate::queries::EVENT_WITH_IDEMPOTENCY_KEY,
                 &[(&key, Type::TEXT)],
             )
             .await?;
