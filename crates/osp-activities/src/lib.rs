@@ -8,6 +8,7 @@ pub mod email;
 pub mod errors;
 pub mod events;
 pub mod migrate;
+pub mod queries;
 // The SDK's `#[activities]` macro generates marker structs without Debug.
 #[expect(
     missing_debug_implementations,

@@ -41,6 +41,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "claim_order",
         sql: include_str!("../migrations/0005_claim_order.sql"),
     },
+    Migration {
+        version: 6,
+        name: "hardening",
+        sql: include_str!("../migrations/0006_hardening.sql"),
+    },
 ];
 
 /// Held for the migration transaction; serialises migrators across processes. The value is

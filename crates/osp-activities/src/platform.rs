@@ -82,7 +82,29 @@ fn idempotency_key(ctx: &ActivityContext, event_type: &str, discriminator: Optio
     }
 }
 
+/// What bounds each statement an activity sends, set for its own transaction only: a lock
+/// wait (a stream or row another session holds) fails with 55P03 after `lock_timeout`, a
+/// stuck statement with 57014 after `statement_timeout`; both are classified retryable
+/// (`errors.rs`), so the activity's retry policy runs it again. `SET LOCAL` ends with the
+/// transaction, so nothing outlives it behind a transaction-mode pooler.
+const STATEMENT_BOUNDS: &str = "set local lock_timeout = '5s'; set local statement_timeout = '30s'";
+
 impl PlatformActivities {
+    /// Runs one statement (unnamed, so pooler-safe) in a transaction of its own under
+    /// [`STATEMENT_BOUNDS`].
+    async fn bounded(
+        &self,
+        sql: &str,
+        params: &[(&(dyn tokio_postgres::types::ToSql + Sync), Type)],
+    ) -> Result<Vec<tokio_postgres::Row>, Failure> {
+        let mut client = self.pool.get().await?;
+        let transaction = client.transaction().await?;
+        transaction.batch_execute(STATEMENT_BOUNDS).await?;
+        let rows = transaction.query_typed(sql, params).await?;
+        transaction.commit().await?;
+        Ok(rows)
+    }
+
     pub fn new(
         pool: Pool,
         dns: Arc<dyn DnsProvider>,
@@ -114,9 +136,8 @@ impl PlatformActivities {
             "activity_type": info.activity_type,
             "correlation_id": info.workflow_id,
         });
-        let client = self.pool.get().await?;
-        let row = client
-            .query_typed(
+        let row = self
+            .bounded(
                 "select api.emit_domain_event($1, $2, $3, $4, $5)",
                 &[
                     (&event_type, Type::TEXT),
@@ -138,10 +159,9 @@ impl PlatformActivities {
         discriminator: Option<Uuid>,
     ) -> Result<bool, Failure> {
         let key = idempotency_key(ctx, event_type, discriminator);
-        let client = self.pool.get().await?;
-        let rows = client
-            .query_typed(
-                "select 1 from public.domain_events where event_metadata ->> 'idempotency_key' = $1",
+        let rows = self
+            .bounded(
+                crate::queries::EVENT_WITH_IDEMPOTENCY_KEY,
                 &[(&key, Type::TEXT)],
             )
             .await?;
@@ -156,13 +176,12 @@ impl PlatformActivities {
         input.validate()?;
         let info = ctx.info();
         let metadata = Value::Object(input.metadata.clone().unwrap_or_default());
-        let client = self.pool.get().await?;
         // Insert once per workflow execution; a retry (or a concurrent duplicate attempt)
         // finds the row instead.
         let columns =
             "id, name, description, service_schema, metadata, to_jsonb(created_at) #>> '{}'";
-        let inserted = client
-            .query_typed(
+        let inserted = self
+            .bounded(
                 &format!(
                     "insert into public.services
                          (name, description, service_schema, metadata, workflow_id, workflow_run_id)
@@ -181,18 +200,17 @@ impl PlatformActivities {
             )
             .await?;
         let rows = if inserted.is_empty() {
-            client
-                .query_typed(
-                    &format!(
-                        "select {columns} from public.services
+            self.bounded(
+                &format!(
+                    "select {columns} from public.services
                          where workflow_id = $1 and workflow_run_id = $2"
-                    ),
-                    &[
-                        (&info.workflow_id, Type::TEXT),
-                        (&info.workflow_run_id, Type::TEXT),
-                    ],
-                )
-                .await?
+                ),
+                &[
+                    (&info.workflow_id, Type::TEXT),
+                    (&info.workflow_run_id, Type::TEXT),
+                ],
+            )
+            .await?
         } else {
             inserted
         };
@@ -275,9 +293,8 @@ impl PlatformActivities {
             info.workflow_id.as_deref().unwrap_or("-"),
             info.workflow_run_id.as_deref().unwrap_or(&info.activity_id)
         );
-        let client = self.pool.get().await?;
-        let row = client
-            .query_typed(
+        let row = self
+            .bounded(
                 "insert into osp_metadata.worker_registry
                      (service_schema, manifest_path, deployment_status, task_queue, deployment_key, logs)
                  values ($1, $2, 'pending', $3, $4, 'manifest written')
@@ -306,25 +323,23 @@ impl PlatformActivities {
         attempt: Option<u32>,
         line: &str,
     ) -> Result<(), Failure> {
-        let client = self.pool.get().await?;
         let retry_count =
             attempt.map(|attempt| i32::try_from(attempt.saturating_sub(1)).unwrap_or(i32::MAX));
-        client
-            .query_typed(
-                "update osp_metadata.worker_registry
+        self.bounded(
+            "update osp_metadata.worker_registry
                  set deployment_status = $2,
                      retry_count = coalesce($3, retry_count),
                      logs = right(coalesce(logs || E'\\n', '') || $4, 65536),
                      updated_at = now()
                  where id = $1",
-                &[
-                    (&registry_id, Type::UUID),
-                    (&status, Type::TEXT),
-                    (&retry_count, Type::INT4),
-                    (&line, Type::TEXT),
-                ],
-            )
-            .await?;
+            &[
+                (&registry_id, Type::UUID),
+                (&status, Type::TEXT),
+                (&retry_count, Type::INT4),
+                (&line, Type::TEXT),
+            ],
+        )
+        .await?;
         Ok(())
     }
 
@@ -386,9 +401,8 @@ impl PlatformActivities {
             Some(error) => format!("deployment {}: {error}", input.status.as_str()),
             None => format!("deployment {}", input.status.as_str()),
         };
-        let client = self.pool.get().await?;
-        let rows = client
-            .query_typed(
+        let rows = self
+            .bounded(
                 "update osp_metadata.worker_registry
                  set deployment_status = $2,
                      deployed_at = case when $2 = 'deployed' then now() else deployed_at end,

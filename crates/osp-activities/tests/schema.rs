@@ -27,9 +27,11 @@ async fn connect(url: &str) -> Client {
     client
 }
 
-/// A fresh server with the schema applied, and a client on it.
+/// A fresh server shaped like Supabase (its roles and default privileges) with the schema
+/// applied, and a client on it.
 async fn migrated() -> (Postgres, Client) {
     let postgres = Postgres::start().await.unwrap();
+    postgres.apply_supabase_roles("postgres").await.unwrap();
     let mut client = connect(&postgres.url("postgres")).await;
     migrate(&mut client).await.unwrap();
     (postgres, client)
@@ -487,6 +489,7 @@ async fn an_idempotency_key_makes_a_repeated_emit_return_the_first_event() {
 async fn migrating_twice_and_from_two_processes_at_once_is_safe() {
     let postgres = Postgres::start().await.unwrap();
     let url = postgres.create_database("concurrent").await.unwrap();
+    postgres.apply_supabase_roles("concurrent").await.unwrap();
     let (mut first, mut second) = (connect(&url).await, connect(&url).await);
     let (a, b) = tokio::join!(migrate(&mut first), migrate(&mut second));
     let (a, b) = (a.unwrap(), b.unwrap());
@@ -506,6 +509,7 @@ async fn the_schema_and_the_migrator_work_through_a_transaction_mode_pooler() {
     let postgres = Postgres::start().await.unwrap();
     let pgbouncer = PgBouncer::start(&postgres).await.unwrap();
     postgres.create_database("pooled").await.unwrap();
+    postgres.apply_supabase_roles("pooled").await.unwrap();
     let mut client = connect(&pgbouncer.url("pooled")).await;
     migrate(&mut client).await.unwrap();
     let organization = Uuid::new_v4();

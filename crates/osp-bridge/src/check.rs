@@ -3,7 +3,7 @@
 //! `OrganizationBootstrapInput` for the event's own stream. A job that fails a check can
 //! never succeed, so it ends `failed` at once with a message naming what is wrong.
 
-use osp_core::payloads::OrganizationBootstrapInput;
+use osp_core::payloads::{MAX_ADMIN_USERS, OrganizationBootstrapInput};
 use osp_core::validate::{FieldError, InvalidInput};
 use osp_core::workflows::ORGANIZATION_BOOTSTRAP_WORKFLOW;
 use serde_json::{Map, Value};
@@ -34,6 +34,8 @@ const MAX_WORKFLOW_ID_CHARS: usize = 1000;
 pub fn check(job: &ClaimedJob, max_payload_bytes: usize) -> Result<StartRequest, Rejection> {
     match job.route {
         RouteStatus::Enabled => {}
+        // The dispatch gives such a job back to wait for the route instead of failing it
+        // (crate::dispatch); a start is refused here all the same.
         RouteStatus::Disabled => {
             return Err(Rejection(format!(
                 "route disabled: the route for event type {} is disabled in osp_metadata.workflow_routes",
@@ -217,6 +219,14 @@ pub fn bootstrap_input(
     problems.required_string(object, "subdomain", "subdomain");
     match object.get("admin_users") {
         None | Some(Value::Null) => problems.add("admin_users", "is required"),
+        // Bounded before anything else looks at the entries (one message, not thousands).
+        Some(Value::Array(users)) if users.len() > MAX_ADMIN_USERS => problems.add(
+            "admin_users",
+            format!(
+                "must list at most {MAX_ADMIN_USERS} admin users, not {}",
+                users.len()
+            ),
+        ),
         Some(Value::Array(users)) => {
             for (index, user) in users.iter().enumerate() {
                 let path = format!("admin_users[{index}]");
@@ -372,6 +382,26 @@ mod tests {
             many,
             "invalid OrganizationBootstrapInput: organization_id: must be a uuid string, not a number; \
              name: must be a string, not a number; subdomain: is required; admin_users: is required"
+        );
+    }
+
+    #[test]
+    fn point_8_a_bootstrap_with_more_than_100_admin_users_never_starts() {
+        let with_admins = |count: usize| {
+            let mut data = good();
+            data["admin_users"] = (0..count)
+                .map(|n| json!({"email": format!("admin{n}@acme.io")}))
+                .collect();
+            check(&job(ORGANIZATION_BOOTSTRAP_WORKFLOW, data), 1024 * 1024)
+        };
+        assert!(with_admins(100).is_ok());
+        assert_eq!(
+            with_admins(101).unwrap_err().0,
+            "invalid OrganizationBootstrapInput: admin_users: must list at most 100 admin users, not 101"
+        );
+        assert_eq!(
+            with_admins(5_000).unwrap_err().0,
+            "invalid OrganizationBootstrapInput: admin_users: must list at most 100 admin users, not 5000"
         );
     }
 

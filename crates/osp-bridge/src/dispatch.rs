@@ -20,7 +20,7 @@ use tokio_postgres::GenericClient;
 
 use crate::check::{StartRequest, check};
 use crate::metrics::BridgeMetrics;
-use crate::queue::{ClaimedJob, Queue, QueueError, Settled};
+use crate::queue::{ClaimedJob, Queue, QueueError, RouteStatus, Settled};
 use crate::start::{StartError, Starter};
 use crate::wake::Wakeups;
 
@@ -61,6 +61,20 @@ enum Record {
 impl Dispatcher {
     /// Checks, starts and settles `job`; never panics, whatever the row holds.
     pub async fn dispatch(&self, job: ClaimedJob, lease_deadline: Instant) {
+        if job.route == RouteStatus::Disabled {
+            // The route was disabled between the claim's selection (which skips disabled
+            // routes) and now: the job goes back to wait, pending, for the route to be
+            // enabled again, rather than failing for good.
+            let record = Record::Retry {
+                message: format!(
+                    "route disabled: the route for event type {} is disabled in osp_metadata.workflow_routes; the job waits until it is enabled",
+                    job.event_type
+                ),
+                delay: self.settings.retry_initial,
+            };
+            self.record_alone(&job, &record, lease_deadline).await;
+            return;
+        }
         match check(&job, self.settings.max_payload_bytes) {
             Ok(request) => self.start_held(&job, &request, lease_deadline).await,
             Err(rejection) => {

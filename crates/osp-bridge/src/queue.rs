@@ -128,6 +128,10 @@ pub struct Queue {
     worker_id: String,
 }
 
+/// The longest any statement after the hold may take in its transaction: recording a start
+/// is a few appends, so anything slower is stuck and should give way to a retry.
+pub const HELD_STATEMENT_TIMEOUT: &str = "10s";
+
 fn millis(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
@@ -182,7 +186,11 @@ impl Queue {
     }
 
     /// Within a transaction on `client`: locks the job and its stream until the transaction
-    /// ends, if this claim still holds the job.
+    /// ends, if this claim still holds the job. The hold waits for those locks at most its
+    /// function's `lock_timeout` (5 s, then SQLSTATE 55P03, retried by the dispatch), and the
+    /// rest of the transaction's statements (complete, fail) run under
+    /// [`HELD_STATEMENT_TIMEOUT`], set for this transaction only (`set_config(..., true)`,
+    /// in the same statement, so no session state outlives it behind a pooler).
     pub async fn hold<C: GenericClient + Sync>(
         &self,
         client: &C,
@@ -190,11 +198,13 @@ impl Queue {
     ) -> Result<Settled, QueueError> {
         let rows = client
             .query_typed(
-                "select api.hold_workflow_job($1, $2, $3)",
+                "select api.hold_workflow_job($1, $2, $3)
+                 from pg_catalog.set_config('statement_timeout', $4, true)",
                 &[
                     (&job.job_id, Type::UUID),
                     (&self.worker_id, Type::TEXT),
                     (&job.attempt, Type::INT4),
+                    (&HELD_STATEMENT_TIMEOUT, Type::TEXT),
                 ],
             )
             .await?;

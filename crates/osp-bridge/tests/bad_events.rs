@@ -1,6 +1,7 @@
-//! Bad rows never crash the bridge: 28 kinds of bad event, interleaved with good ones, each
-//! end `failed` with a message saying what is wrong while every good one is delivered. Also
-//! the latency from an event's commit to its workflow's start, on an idle system.
+//! Bad rows never crash the bridge: 27 kinds of bad event, interleaved with good ones, each
+//! end `failed` with a message saying what is wrong while every good one is delivered, and a
+//! job whose route was disabled waits, pending, until the route is enabled again. Also the
+//! latency from an event's commit to its workflow's start, on an idle system.
 
 #![allow(clippy::unwrap_used, reason = "tests")]
 
@@ -171,6 +172,7 @@ async fn every_bad_event_fails_with_a_reason_and_every_good_one_is_delivered() {
     let bad = bad_bootstraps();
     let mut expected: HashMap<Uuid, &'static str> = HashMap::new();
     let mut good = Vec::new();
+    let mut paused = None;
     for (index, case) in bad.iter().enumerate() {
         emit(
             &client,
@@ -256,15 +258,46 @@ async fn every_bad_event_fails_with_a_reason_and_every_good_one_is_delivered() {
                 .await
                 .unwrap();
             transaction.commit().await.unwrap();
-            expected.insert(
-                stream,
-                "route disabled: the route for event type test.paused.happened is disabled",
-            );
+            // A disabled route holds its jobs rather than failing them.
+            paused = Some(stream);
         }
     }
     assert!(expected.len() >= 25, "only {} kinds", expected.len());
 
-    let total = i64::try_from(expected.len() + good.len()).unwrap();
+    // Everything settles but the paused job, which stays pending, unclaimed, while its route
+    // is disabled; enabled again, it runs like any good one.
+    let paused = paused.unwrap();
+    let total = i64::try_from(expected.len() + good.len() + 1).unwrap();
+    common::eventually(
+        Duration::from_secs(60),
+        "all but the paused job settled",
+        || async {
+            let statuses = common::job_statuses(&client).await;
+            let settled = statuses.get("completed").copied().unwrap_or(0)
+                + statuses.get("failed").copied().unwrap_or(0);
+            (settled == total - 1 && statuses.get("pending") == Some(&1)).then_some(())
+        },
+    )
+    .await;
+    let row = client
+        .query_one(
+            "select status, attempts from workflow_queue_projection where stream_id = $1",
+            &[&paused],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (row.get::<_, String>(0), row.get::<_, i32>(1)),
+        ("pending".to_owned(), 0)
+    );
+    client
+        .batch_execute(
+            "update osp_metadata.workflow_routes set enabled = true
+             where event_type = 'test.paused.happened'",
+        )
+        .await
+        .unwrap();
+    good.push(paused);
     wait_settled(&client, total, Duration::from_secs(60)).await;
     let rows = client
         .query(
@@ -310,7 +343,8 @@ async fn every_bad_event_fails_with_a_reason_and_every_good_one_is_delivered() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(started, i64::try_from(good.len()).unwrap());
+    // The paused job's route names no started event.
+    assert_eq!(started, i64::try_from(good.len() - 1).unwrap());
     bridge.stop().await;
 }
 

@@ -61,6 +61,9 @@ pub struct AdminUser {
     pub name: Option<String>,
 }
 
+/// The most admin users one bootstrap request may list (docs/contracts.md: 1 to 100).
+pub const MAX_ADMIN_USERS: usize = 100;
+
 /// Input of `organizationBootstrapWorkflow`, also the `event_data` of
 /// `organization.bootstrap.initiated`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,7 +73,7 @@ pub struct OrganizationBootstrapInput {
     pub name: String,
     /// One DNS label.
     pub subdomain: String,
-    /// At least one, distinct emails.
+    /// 1 to [`MAX_ADMIN_USERS`], distinct emails.
     pub admin_users: Vec<AdminUser>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plan: Option<String>,
@@ -88,25 +91,37 @@ impl OrganizationBootstrapInput {
         if self.admin_users.is_empty() {
             checker.fail("admin_users", "must list at least one admin user");
         }
-        for (index, user) in self.admin_users.iter().enumerate() {
-            checker.check(
-                format!("admin_users[{index}].email"),
-                validate::email(&user.email),
+        if self.admin_users.len() > MAX_ADMIN_USERS {
+            // Each admin is an invitation and an email: a bound, checked before any of them,
+            // and the only message about the list (not one per entry of thousands).
+            checker.fail(
+                "admin_users",
+                format!(
+                    "must list at most {MAX_ADMIN_USERS} admin users, not {}",
+                    self.admin_users.len()
+                ),
             );
-            let earlier = self.admin_users[..index]
-                .iter()
-                .position(|other| other.email.eq_ignore_ascii_case(&user.email));
-            if let Some(earlier) = earlier {
-                checker.fail(
-                    format!("admin_users[{index}].email"),
-                    format!("duplicates admin_users[{earlier}].email"),
-                );
-            }
-            if let Some(name) = &user.name {
+        } else {
+            for (index, user) in self.admin_users.iter().enumerate() {
                 checker.check(
-                    format!("admin_users[{index}].name"),
-                    validate::length_between(name, 0, 200),
+                    format!("admin_users[{index}].email"),
+                    validate::email(&user.email),
                 );
+                let earlier = self.admin_users[..index]
+                    .iter()
+                    .position(|other| other.email.eq_ignore_ascii_case(&user.email));
+                if let Some(earlier) = earlier {
+                    checker.fail(
+                        format!("admin_users[{index}].email"),
+                        format!("duplicates admin_users[{earlier}].email"),
+                    );
+                }
+                if let Some(name) = &user.name {
+                    checker.check(
+                        format!("admin_users[{index}].name"),
+                        validate::length_between(name, 0, 200),
+                    );
+                }
             }
         }
         if let Some(plan) = &self.plan {
@@ -355,6 +370,37 @@ mod tests {
             json!({"organization_id": "00000000-0000-0000-0000-000000000000", "name": "A",
                    "subdomain": "a", "admin_users": [{"email": "a@b.io"}]}),
             &["organization_id: must not be the nil uuid"],
+        );
+    }
+
+    #[test]
+    fn point_8_a_bootstrap_lists_at_most_100_admin_users() {
+        let with_admins = |count: usize| {
+            let users: Vec<Value> = (0..count)
+                .map(|n| json!({"email": format!("admin{n}@acme.io")}))
+                .collect();
+            bootstrap(
+                json!({"organization_id": "6f1c2b3a-0000-4000-8000-000000000001",
+                             "name": "Acme", "subdomain": "acme", "admin_users": users}),
+            )
+        };
+        assert_eq!(
+            errors_of(with_admins(MAX_ADMIN_USERS).validate()),
+            [] as [&str; 0]
+        );
+        assert_eq!(
+            errors_of(with_admins(MAX_ADMIN_USERS + 1).validate()),
+            ["admin_users: must list at most 100 admin users, not 101"]
+        );
+        // One message for the list, however long, and the other fields still checked.
+        let mut many = with_admins(5_000);
+        many.plan = Some(String::new());
+        assert_eq!(
+            errors_of(many.validate()),
+            [
+                "admin_users: must list at most 100 admin users, not 5000",
+                "plan: must not be empty"
+            ]
         );
     }
 

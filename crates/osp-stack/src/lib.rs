@@ -18,7 +18,7 @@ pub use error::{LocalClientError, ProbeError, StackError};
 pub use error::{error_chain, postgres_detail};
 pub use grpc_proxy::{TlsGrpcProxy, TlsProxyOptions};
 pub use pgbouncer::PgBouncer;
-pub use postgres::Postgres;
+pub use postgres::{Postgres, SUPABASE_ROLES_SQL};
 pub use process::free_port;
 pub use program::{GetError, OspProcess, ProcessError, get, osp_binary};
 pub use temporal::{TemporalDevServer, TemporalOptions, local_client};

@@ -13,6 +13,10 @@ use super::process::{
 };
 use super::{ProbeError, StackError, binaries};
 
+/// The SQL of [`Postgres::apply_supabase_roles`], for callers that have a connection of
+/// their own to the database (as the role that will run the migrations).
+pub const SUPABASE_ROLES_SQL: &str = include_str!("../sql/supabase_roles.sql");
+
 /// How long a started postmaster gets to accept a password login.
 const READY_DEADLINE: Duration = Duration::from_secs(30);
 
@@ -99,6 +103,17 @@ impl Postgres {
             .batch_execute(&format!("CREATE DATABASE \"{name}\""))
             .await?;
         Ok(self.url(name))
+    }
+
+    /// Makes `database` look like a Supabase project's (see `sql/supabase_roles.sql`): the
+    /// roles `anon`, `authenticated`, `service_role` and `authenticator`, USAGE on schema
+    /// public, and default privileges granting ALL on the superuser's new tables, sequences
+    /// and functions in public to the three API roles. Run it before migrating `database` as
+    /// the superuser, so the migrations meet the grants they meet in production.
+    pub async fn apply_supabase_roles(&self, database: &str) -> Result<(), StackError> {
+        let client = self.connect(database).await?;
+        client.batch_execute(SUPABASE_ROLES_SQL).await?;
+        Ok(())
     }
 
     /// The postmaster's pid while running.

@@ -110,8 +110,9 @@ async fn start_shared() -> Result<Shared, TestError> {
     })
 }
 
-/// Creates the template database and applies the OSP schema to it once; every test's
-/// database is a copy (a file copy inside Postgres: milliseconds, not a migration).
+/// Creates the template database, gives it Supabase's roles and default privileges, and
+/// applies the OSP schema to it once; every test's database is a copy (a file copy inside
+/// Postgres: milliseconds, not a migration).
 async fn prepare_template(postgres: &Postgres) -> Result<(), TestError> {
     let admin = Admin::connect(&socket_url(postgres, "postgres")).await?;
     admin
@@ -126,6 +127,12 @@ async fn prepare_template(postgres: &Postgres) -> Result<(), TestError> {
                 .await
                 .map_err(|error| TestError::database("connecting to the template", &error))?;
         let driver = tokio::spawn(connection);
+        // Supabase's roles and default privileges first, so every test database carries the
+        // grants a Supabase project gives the migrations' tables.
+        client
+            .batch_execute(crate::SUPABASE_ROLES_SQL)
+            .await
+            .map_err(|error| TestError::database("creating the Supabase roles", &error))?;
         osp_activities::migrate(&mut client)
             .await
             .map_err(|error| TestError::Database {

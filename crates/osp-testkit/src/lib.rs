@@ -23,8 +23,9 @@ pub use env::{DEFAULT_DEADLINE, PlatformBuilder, TestEnv, test_env};
 pub use error::TestError;
 pub use history::{HistoryFormat, RecordedHistory};
 pub use osp_stack::{
-    OspProcess, PgBouncer, Postgres, ProcessError, Stack, StackError, TemporalDevServer,
-    TemporalOptions, TlsGrpcProxy, TlsProxyOptions, error_chain, osp_binary, temporal_cli,
+    OspProcess, PgBouncer, Postgres, ProcessError, SUPABASE_ROLES_SQL, Stack, StackError,
+    TemporalDevServer, TemporalOptions, TlsGrpcProxy, TlsProxyOptions, error_chain, osp_binary,
+    temporal_cli,
 };
 pub use replay::{ReplayFailureKind, ReplayMismatch, Replayer};
 pub use worker::{TestWorker, TestWorkerBuilder};

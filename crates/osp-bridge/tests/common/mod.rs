@@ -51,7 +51,7 @@ pub async fn connect(url: &str) -> tokio_postgres::Client {
     client
 }
 
-/// The stack with one migrated database.
+/// The stack with one migrated database, shaped like a Supabase project's.
 pub struct Env {
     pub stack: Stack,
     /// The database, reached directly.
@@ -65,6 +65,8 @@ impl Env {
         init_logging();
         let stack = Stack::start().await.unwrap();
         let direct_url = stack.postgres.create_database("osp").await.unwrap();
+        // Shaped like a Supabase project (roles, default privileges) before the migrations.
+        stack.postgres.apply_supabase_roles("osp").await.unwrap();
         let pooled_url = stack.pgbouncer.url("osp");
         let mut client = connect(&direct_url).await;
         osp_activities::migrate(&mut client).await.unwrap();
