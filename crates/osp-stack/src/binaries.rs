@@ -190,7 +190,9 @@ pub(crate) fn temporal_binary() -> Result<PathBuf, StackError> {
         if let Some(pinned) = project_tool(&cwd, PROJECT_TEMPORAL) {
             return Ok(pinned);
         }
-        lookup.searched.insert(1, format!("{PROJECT_TEMPORAL} above {}", cwd.display()));
+        lookup
+            .searched
+            .insert(1, format!("{PROJECT_TEMPORAL} above {}", cwd.display()));
     }
     match lookup.found.take() {
         Some(found) => Ok(found),
@@ -257,7 +259,10 @@ mod tests {
         std::fs::create_dir_all(root.join("crates/osp-x")).unwrap();
         let cli = bin.join("temporal");
         std::fs::write(&cli, "#!/bin/sh\n").unwrap();
-        assert_eq!(project_tool(&root.join("crates/osp-x"), PROJECT_TEMPORAL), None);
+        assert_eq!(
+            project_tool(&root.join("crates/osp-x"), PROJECT_TEMPORAL),
+            None
+        );
         std::fs::set_permissions(&cli, std::fs::Permissions::from_mode(0o755)).unwrap();
         assert_eq!(
             project_tool(&root.join("crates/osp-x"), PROJECT_TEMPORAL),

@@ -28,10 +28,10 @@ pub use chain::{ChainMismatch, StoredEvent, chain_diff, stream_events, wait_for_
 pub use env::{DEFAULT_DEADLINE, PlatformBuilder, TestEnv, test_env};
 pub use error::TestError;
 pub use history::{HistoryFormat, RecordedHistory};
-pub use process::{OspProcess, ProcessError, osp_binary};
-pub use replay::{ReplayFailureKind, ReplayMismatch, Replayer};
 pub use osp_stack::{
     PgBouncer, Postgres, Stack, StackError, TemporalDevServer, TemporalOptions, temporal_cli,
 };
+pub use process::{OspProcess, ProcessError, osp_binary};
+pub use replay::{ReplayFailureKind, ReplayMismatch, Replayer};
 pub use worker::{TestWorker, TestWorkerBuilder};
 pub use workflow::{TestWorkflow, WorkflowFailure};
