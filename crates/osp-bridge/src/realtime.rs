@@ -35,7 +35,8 @@ pub struct RealtimeTiming {
     pub heartbeat_interval: Duration,
     /// How long the join reply and the "Subscribed" system message may take.
     pub join_timeout: Duration,
-    /// First reconnection delay; doubles up to `reconnect_max`.
+    /// Ceiling of the first reconnection delay; doubles up to `reconnect_max`, each delay drawn
+    /// from the upper half of its ceiling (jitter).
     pub reconnect_initial: Duration,
     pub reconnect_max: Duration,
 }
