@@ -7,11 +7,18 @@
 # Steps, each timed: a minbase Debian 12 root from the Debian mirror the host's apt sources
 # name (plus `make`, which the README's commands need before setup can run); the host's Rust
 # toolchain bind-mounted read-only (a toolchain cannot be downloaded here) and nothing else of
-# the host; a clean clone of HEAD bind-mounted at /work/osp; inside, as root: `make setup`, then
+# the host but the network's own trust settings (below); a clean clone of HEAD bind-mounted at
+# /work/osp; inside, as root: `make setup`, then
 # `cargo check --locked --workspace --all-targets` with a target directory of its own (so
 # every build script, protoc included, runs against only what setup installed), then the
 # throwaway stack's own test (PostgreSQL, PgBouncer, Temporal dev server started and stopped).
 # Mounts, processes and the root are removed on every exit path.
+#
+# The network's trust settings do go in: extra CA certificates the host trusts
+# (/usr/local/share/ca-certificates, such as a TLS-intercepting egress proxy's) and the proxy and
+# CA-bundle variables. They describe how this network reaches the package registries, which a
+# user's machine on their own network has its own way of; setup installs ca-certificates, whose
+# bundle then includes them.
 #
 # The bare root (before setup ever ran in it) is cached as a tarball under target/fresh-check
 # for a week; a root in which setup ran is never reused.
@@ -151,6 +158,8 @@ prepare_root() {
     git -C "$work/clone" checkout --quiet --detach "$(git -C "$root" rev-parse "$rev")"
     echo "checking $(git -C "$work/clone" log -1 --format='%h %s')"
     cp /etc/resolv.conf "$rootfs/etc/resolv.conf"
+    mkdir -p "$rootfs/usr/local/share/ca-certificates"
+    find /usr/local/share/ca-certificates -maxdepth 1 -name '*.crt' -exec cp {} "$rootfs/usr/local/share/ca-certificates/" \;
     mount -t proc proc "$rootfs/proc"
     mount --rbind /dev "$rootfs/dev"
     mount --make-rslave "$rootfs/dev"
@@ -161,9 +170,17 @@ prepare_root() {
     mount --bind "$work/clone" "$rootfs/work/osp"
 }
 
+# The network's proxy and CA-bundle variables, passed into the root as they are.
+network_env=()
+for variable in http_proxy https_proxy no_proxy HTTP_PROXY HTTPS_PROXY NO_PROXY \
+    SSL_CERT_FILE SSL_CERT_DIR PIP_CERT REQUESTS_CA_BUNDLE CURL_CA_BUNDLE NODE_EXTRA_CA_CERTS \
+    CARGO_HTTP_CAINFO GIT_SSL_CAINFO PIP_DEFAULT_TIMEOUT; do
+    [ -z "${!variable:-}" ] || network_env+=("$variable=${!variable}")
+done
+
 # A command inside the root as root, in the clone, with an environment of its own.
 in_root() {
-    chroot "$rootfs" /usr/bin/env -i \
+    chroot "$rootfs" /usr/bin/env -i "${network_env[@]}" \
         HOME=/root LANG=C.UTF-8 TERM=dumb CI="${CI:-}" \
         PATH=/opt/cargo-bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
         RUSTUP_HOME=/opt/rustup CARGO_HOME=/root/.cargo CARGO_TARGET_DIR=/work/target \
