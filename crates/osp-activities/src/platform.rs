@@ -3,6 +3,7 @@
 //! emits its domain event with an idempotency key, so a retry never writes twice.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use deadpool_postgres::Pool;
 use osp_core::activities::{
@@ -79,6 +80,27 @@ fn idempotency_key(ctx: &ActivityContext, event_type: &str, discriminator: Optio
     match discriminator {
         Some(id) => format!("{execution}/{event_type}/{id}"),
         None => format!("{execution}/{event_type}"),
+    }
+}
+
+/// How often a call that can take long (HTTP, SMTP, the deployer) heartbeats.
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
+
+/// Runs `work`, heartbeating while it runs, so the server hears from an activity that waits
+/// on a slow provider and can deliver a cancellation to it. The workflows do not set a
+/// heartbeat timeout yet; until they do, a dead worker is still noticed at start-to-close.
+async fn heartbeating<F: Future>(ctx: &ActivityContext, work: F) -> F::Output {
+    let mut work = std::pin::pin!(work);
+    let mut ticker = tokio::time::interval(HEARTBEAT_EVERY);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            output = &mut work => return output,
+            _ = ticker.tick() => {
+                // `()` always converts; a lost heartbeat only means the server hears less.
+                let _ = ctx.record_heartbeat(()).await;
+            }
+        }
     }
 }
 
@@ -378,15 +400,13 @@ impl PlatformActivities {
             &format!("attempt {attempt} started"),
         )
         .await?;
-        let result = self
-            .deployer
-            .run(&DeployerArgs {
-                service_schema: &schema,
-                manifest_path: &input.manifest_path,
-                task_queue: &input.task_queue,
-                registry_id: input.registry_id,
-            })
-            .await;
+        let args = DeployerArgs {
+            service_schema: &schema,
+            manifest_path: &input.manifest_path,
+            task_queue: &input.task_queue,
+            registry_id: input.registry_id,
+        };
+        let result = heartbeating(ctx, self.deployer.run(&args)).await;
         match result {
             Ok(output) => {
                 self.registry_log(
@@ -489,12 +509,12 @@ impl PlatformActivities {
     ) -> Result<DnsRecord, ActivityError> {
         into_activity(
             async move {
-                ensure_then_record(self.dns.as_ref(), &input.subdomain, |record| {
+                heartbeating(&ctx, ensure_then_record(self.dns.as_ref(), &input.subdomain, |record| {
                     let data = json!({
                         "dns_record": record.fqdn, "record_id": record.record_id, "provider": record.provider,
                     });
                     self.emit(&ctx, input.organization_id, events::ORGANIZATION_DNS_CONFIGURED, data, None)
-                })
+                }))
                 .await
             }
             .await,
@@ -544,14 +564,14 @@ impl PlatformActivities {
                 {
                     return Ok(());
                 }
-                self.mailer
-                    .send_invitation(&InvitationEmail {
-                        to_email: input.email.clone(),
-                        to_name: input.name.clone(),
-                        organization_name: input.organization_name.clone(),
-                        dns_record: input.dns_record.clone(),
-                        invitation_id: input.invitation_id,
-                    })
+                let invitation = InvitationEmail {
+                    to_email: input.email.clone(),
+                    to_name: input.name.clone(),
+                    organization_name: input.organization_name.clone(),
+                    dns_record: input.dns_record.clone(),
+                    invitation_id: input.invitation_id,
+                };
+                heartbeating(&ctx, self.mailer.send_invitation(&invitation))
                     .await
                     .map_err(Failure::from)?;
                 let data = json!({"invitation_id": input.invitation_id, "email": input.email});
@@ -601,8 +621,7 @@ impl PlatformActivities {
     ) -> Result<(), ActivityError> {
         into_activity(
             async move {
-                self.dns
-                    .remove_record(&input.record)
+                heartbeating(&ctx, self.dns.remove_record(&input.record))
                     .await
                     .map_err(Failure::from)?;
                 let data =
