@@ -46,6 +46,14 @@ pub enum DeployerError {
     /// The template uses a placeholder that does not exist.
     #[error("deployer command argument `{argument}` has an unknown placeholder; known: {}", PLACEHOLDERS.join(", "))]
     UnknownPlaceholder { argument: String },
+    /// A placeholder at the start of an argument would make it an option of the program.
+    #[error(
+        "deployer command argument `{argument}` would start with `-`: the value of {placeholder} starts with `-`, so the program would read it as an option"
+    )]
+    OptionLikeValue {
+        argument: String,
+        placeholder: &'static str,
+    },
     /// The program could not be started (not installed, not executable).
     #[error("deployer `{program}` could not start: {source}")]
     Spawn {
@@ -68,6 +76,22 @@ pub fn render(template: &[String], args: &DeployerArgs<'_>) -> Result<Vec<String
         .iter()
         .map(|argument| {
             let registry_id = args.registry_id.to_string();
+            let values = [
+                ("{service_schema}", args.service_schema.as_str()),
+                ("{manifest_path}", args.manifest_path),
+                ("{task_queue}", args.task_queue),
+                ("{registry_id}", registry_id.as_str()),
+            ];
+            // argv has no shell, but the program still parses options: a value that opens
+            // an argument must not turn it into one (`--kubeconfig=...` as a task queue).
+            if let Some((placeholder, _)) = values.iter().find(|(placeholder, value)| {
+                argument.starts_with(placeholder) && value.starts_with('-')
+            }) {
+                return Err(DeployerError::OptionLikeValue {
+                    argument: argument.clone(),
+                    placeholder,
+                });
+            }
             let filled = argument
                 .replace("{service_schema}", args.service_schema.as_str())
                 .replace("{manifest_path}", args.manifest_path)
@@ -205,6 +229,33 @@ mod tests {
         );
         let error = render(&template(&["x", "{namespace}"]), &args(&schema)).unwrap_err();
         assert!(error.to_string().contains("`{namespace}`"), "{error}");
+    }
+
+    #[test]
+    fn a_placeholder_value_starting_with_a_dash_cannot_become_an_option() {
+        let schema = ServiceSchema::parse("billing").unwrap();
+        let hostile = DeployerArgs {
+            task_queue: "--kubeconfig=/tmp/evil",
+            manifest_path: "-rf",
+            ..args(&schema)
+        };
+        for argument in ["{task_queue}", "{manifest_path}", "{task_queue}-suffix"] {
+            let error = render(&template(&["helm", argument]), &hostile).unwrap_err();
+            assert!(
+                matches!(error, DeployerError::OptionLikeValue { .. }),
+                "{argument}: {error}"
+            );
+            assert!(error.to_string().contains("starts with `-`"), "{error}");
+        }
+        // Inside an argument, after other text, a leading `-` is only text.
+        assert_eq!(
+            render(
+                &template(&["helm", "--set", "queue={task_queue}"]),
+                &hostile
+            )
+            .unwrap(),
+            ["helm", "--set", "queue=--kubeconfig=/tmp/evil"]
+        );
     }
 
     #[tokio::test]

@@ -3,15 +3,17 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::{Method, Request, StatusCode};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use osp_core::activities::DnsRecord;
+use osp_core::config::redact_url;
 use serde_json::{Value, json};
 
 /// Why a DNS operation failed.
@@ -114,11 +116,36 @@ impl fmt::Debug for CloudflareSettings {
     }
 }
 
+/// What one API call may cost: the activity calling it must not hang on a server that
+/// never answers, nor hold an unbounded body in memory.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpLimits {
+    /// Until the TCP connection is up.
+    pub connect_timeout: Duration,
+    /// The whole call: connect, TLS, request, response head and body.
+    pub request_timeout: Duration,
+    /// Largest response body read; a larger one fails the call.
+    pub max_body_bytes: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            connect_timeout: Duration::from_secs(10),
+            // Cloudflare answers in well under a second; the activity retries after this.
+            request_timeout: Duration::from_secs(30),
+            // A DNS record listing for one name is a few hundred bytes.
+            max_body_bytes: 1024 * 1024,
+        }
+    }
+}
+
 /// A CNAME per organization through Cloudflare's v4 API (or any server speaking it).
 #[derive(Clone)]
 pub struct CloudflareDns {
     settings: Arc<CloudflareSettings>,
     client: Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>,
+    limits: HttpLimits,
 }
 
 impl fmt::Debug for CloudflareDns {
@@ -131,21 +158,31 @@ impl fmt::Debug for CloudflareDns {
 
 impl CloudflareDns {
     pub fn new(settings: CloudflareSettings) -> Self {
+        Self::with_limits(settings, HttpLimits::default())
+    }
+
+    /// Like [`CloudflareDns::new`], with explicit limits.
+    pub fn with_limits(settings: CloudflareSettings, limits: HttpLimits) -> Self {
+        let mut http = HttpConnector::new();
+        http.set_connect_timeout(Some(limits.connect_timeout));
+        // The TLS layer decides the scheme; the TCP connector must accept `https` URIs.
+        http.enforce_http(false);
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
+        let https = match hyper_rustls::HttpsConnectorBuilder::new()
             .with_provider_and_webpki_roots(provider)
+        {
             // Only a test or a local API speaks plain HTTP; the default base is https.
-            .map(|builder| builder.https_or_http().enable_http1().build())
-            .unwrap_or_else(|_| {
-                hyper_rustls::HttpsConnectorBuilder::new()
-                    .with_webpki_roots()
-                    .https_or_http()
-                    .enable_http1()
-                    .build()
-            });
+            Ok(builder) => builder.https_or_http().enable_http1().wrap_connector(http),
+            Err(_) => hyper_rustls::HttpsConnectorBuilder::new()
+                .with_webpki_roots()
+                .https_or_http()
+                .enable_http1()
+                .wrap_connector(http),
+        };
         Self {
             settings: Arc::new(settings),
             client: Client::builder(TokioExecutor::new()).build(https),
+            limits,
         }
     }
 
@@ -157,13 +194,34 @@ impl CloudflareDns {
         )
     }
 
-    /// One API call; returns the `result` of a successful response.
+    /// One API call within the request timeout; returns the `result` of a successful
+    /// response.
     async fn call(
         &self,
         method: Method,
         url: String,
         body: Option<Value>,
     ) -> Result<(StatusCode, Value), DnsError> {
+        let timeout = self.limits.request_timeout;
+        let shown = redact_url(&url);
+        tokio::time::timeout(timeout, self.call_unbounded(method.clone(), url, body))
+            .await
+            .unwrap_or_else(|_| {
+                Err(DnsError::transient(format!(
+                    "dns api: {method} {shown} timed out after {} ms",
+                    timeout.as_millis()
+                )))
+            })
+    }
+
+    async fn call_unbounded(
+        &self,
+        method: Method,
+        url: String,
+        body: Option<Value>,
+    ) -> Result<(StatusCode, Value), DnsError> {
+        // The API base may carry credentials; what reaches a message is redacted.
+        let shown = redact_url(&url);
         let body = body.map(|body| body.to_string()).unwrap_or_default();
         let request = Request::builder()
             .method(method.clone())
@@ -175,19 +233,26 @@ impl CloudflareDns {
             .header("content-type", "application/json")
             .body(Full::new(Bytes::from(body)))
             .map_err(|error| {
-                DnsError::permanent(format!("dns api: bad request to {url}: {error}"))
+                DnsError::permanent(format!("dns api: bad request to {shown}: {error}"))
             })?;
         let response =
             self.client.request(request).await.map_err(|error| {
-                DnsError::transient(format!("dns api: {method} {url}: {error}"))
+                DnsError::transient(format!("dns api: {method} {shown}: {error}"))
             })?;
         let status = response.status();
-        let bytes = response
-            .into_body()
+        let limit = self.limits.max_body_bytes;
+        let bytes = Limited::new(response.into_body(), limit)
             .collect()
             .await
             .map_err(|error| {
-                DnsError::transient(format!("dns api: reading the response: {error}"))
+                if error.is::<LengthLimitError>() {
+                    // Not retryable: the same call would get the same body.
+                    DnsError::permanent(format!(
+                        "dns api: {method} {shown}: response body larger than {limit} bytes"
+                    ))
+                } else {
+                    DnsError::transient(format!("dns api: reading the response: {error}"))
+                }
             })?
             .to_bytes();
         let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
@@ -201,7 +266,7 @@ impl CloudflareDns {
             .filter_map(|error| error["message"].as_str().map(str::to_owned))
             .collect();
         let message = format!(
-            "dns api: {method} {url} answered {status}{}",
+            "dns api: {method} {shown} answered {status}{}",
             if reasons.is_empty() {
                 String::new()
             } else {
@@ -278,5 +343,98 @@ impl DnsProvider for CloudflareDns {
             .await
             .map(drop)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    fn client(port: u16, limits: HttpLimits) -> CloudflareDns {
+        CloudflareDns::with_limits(
+            CloudflareSettings {
+                api_base: format!("http://127.0.0.1:{port}/client/v4"),
+                zone_id: "zone".into(),
+                zone_name: "example.com".into(),
+                target: "lb.example.com".into(),
+                api_token: "token".into(),
+            },
+            limits,
+        )
+    }
+
+    /// The call must end on its own; this only keeps a broken build from hanging.
+    const BACKSTOP: Duration = Duration::from_secs(20);
+
+    #[tokio::test]
+    async fn an_api_that_never_answers_times_out() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        // Accepts, reads the request, never answers.
+        let server = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let mut buffer = [0u8; 4096];
+                let _ = socket.read(&mut buffer).await;
+                held.push(socket);
+            }
+        });
+        let limits = HttpLimits {
+            request_timeout: Duration::from_millis(300),
+            ..HttpLimits::default()
+        };
+        let result = tokio::time::timeout(BACKSTOP, client(port, limits).ensure_record("acme"))
+            .await
+            .expect("the call hung past its request timeout");
+        server.abort();
+        let error = result.unwrap_err();
+        assert!(error.retryable, "{error}");
+        assert!(error.message.contains("timed out after 300 ms"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn an_oversized_response_body_is_refused_naming_the_limit() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        // A valid-looking 2 MiB JSON answer, streamed.
+        let server = tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buffer = [0u8; 4096];
+                    let _ = socket.read(&mut buffer).await;
+                    let padding = 2 * 1024 * 1024;
+                    let body_len = padding + 40;
+                    let head = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {body_len}\r\n\r\n"
+                    );
+                    let _ = socket.write_all(head.as_bytes()).await;
+                    let _ = socket
+                        .write_all(br#"{"success":true,"result":[],"x":""#)
+                        .await;
+                    let chunk = vec![b'a'; 64 * 1024];
+                    for _ in 0..padding / chunk.len() {
+                        if socket.write_all(&chunk).await.is_err() {
+                            return;
+                        }
+                    }
+                    let _ = socket.write_all(br#""}     "#).await;
+                });
+            }
+        });
+        let result = tokio::time::timeout(
+            BACKSTOP,
+            client(port, HttpLimits::default()).ensure_record("acme"),
+        )
+        .await
+        .expect("the call hung");
+        server.abort();
+        let error = result.unwrap_err();
+        assert!(
+            error.message.contains("larger than 1048576 bytes"),
+            "{error}"
+        );
     }
 }

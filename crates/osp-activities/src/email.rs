@@ -7,7 +7,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use lettre::message::Mailbox;
 use lettre::transport::smtp::authentication::Credentials;
-use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 /// One invitation to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -160,12 +160,10 @@ impl Mailer for SmtpMailer {
         email: &'a InvitationEmail,
     ) -> BoxFuture<'a, Result<(), EmailError>> {
         Box::pin(async move {
-            let to = match &email.to_name {
-                Some(name) => format!("{name} <{}>", email.to_email),
-                None => email.to_email.clone(),
-            };
-            let to: Mailbox =
-                to.parse()
+            let address: Address =
+                email
+                    .to_email
+                    .parse()
                     .map_err(|error: lettre::address::AddressError| EmailError {
                         retryable: false,
                         message: format!(
@@ -173,6 +171,9 @@ impl Mailer for SmtpMailer {
                             email.to_email
                         ),
                     })?;
+            // Built from parts rather than parsed from `Name <address>`: lettre quotes and
+            // encodes the name itself, so a comma or a dot in a name cannot break the header.
+            let to = Mailbox::new(email.to_name.clone(), address);
             let message = Message::builder()
                 .from(self.from.clone())
                 .to(to)

@@ -3,6 +3,7 @@
 //! emits its domain event with an idempotency key, so a retry never writes twice.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use deadpool_postgres::Pool;
 use osp_core::activities::{
@@ -88,6 +89,57 @@ fn idempotency_key(ctx: &ActivityContext, event_type: &str, discriminator: Optio
 /// (`errors.rs`), so the activity's retry policy runs it again. `SET LOCAL` ends with the
 /// transaction, so nothing outlives it behind a transaction-mode pooler.
 const STATEMENT_BOUNDS: &str = "set local lock_timeout = '5s'; set local statement_timeout = '30s'";
+
+/// How often a call that can take long (HTTP, SMTP, the deployer) heartbeats.
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
+
+/// Runs `work`, heartbeating while it runs, so the server hears from an activity that waits
+/// on a slow provider and can deliver a cancellation to it. The workflows do not set a
+/// heartbeat timeout yet; until they do, a dead worker is still noticed at start-to-close.
+async fn heartbeating<F: Future>(ctx: &ActivityContext, work: F) -> F::Output {
+    let mut work = std::pin::pin!(work);
+    let mut ticker = tokio::time::interval(HEARTBEAT_EVERY);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            output = &mut work => return output,
+            _ = ticker.tick() => {
+                // `()` always converts; a lost heartbeat only means the server hears less.
+                let _ = ctx.record_heartbeat(()).await;
+            }
+        }
+    }
+}
+
+/// Ensures the DNS record, then records it with `record`. The workflow compensates only
+/// the steps that returned, so when recording fails after the record exists, the record is
+/// removed here before the failure is returned; otherwise a failed emit would leave a live
+/// DNS name that nothing undoes. A retry recreates it (`ensure_record` is idempotent).
+async fn ensure_then_record<'a, F, Fut, T>(
+    dns: &'a dyn DnsProvider,
+    subdomain: &'a str,
+    record: F,
+) -> Result<DnsRecord, Failure>
+where
+    F: FnOnce(&DnsRecord) -> Fut,
+    Fut: Future<Output = Result<T, Failure>>,
+{
+    let created = dns.ensure_record(subdomain).await.map_err(Failure::from)?;
+    let failure = match record(&created).await {
+        Ok(_) => return Ok(created),
+        Err(failure) => failure,
+    };
+    match dns.remove_record(&created).await {
+        Ok(()) => Err(failure),
+        Err(error) => Err(Failure {
+            message: format!(
+                "{}; removing {} afterwards failed too, so it may be left: {}",
+                failure.message, created.fqdn, error.message
+            ),
+            ..failure
+        }),
+    }
+}
 
 impl PlatformActivities {
     /// Runs one statement (unnamed, so pooler-safe) in a transaction of its own under
@@ -363,15 +415,13 @@ impl PlatformActivities {
             &format!("attempt {attempt} started"),
         )
         .await?;
-        let result = self
-            .deployer
-            .run(&DeployerArgs {
-                service_schema: &schema,
-                manifest_path: &input.manifest_path,
-                task_queue: &input.task_queue,
-                registry_id: input.registry_id,
-            })
-            .await;
+        let args = DeployerArgs {
+            service_schema: &schema,
+            manifest_path: &input.manifest_path,
+            task_queue: &input.task_queue,
+            registry_id: input.registry_id,
+        };
+        let result = heartbeating(ctx, self.deployer.run(&args)).await;
         match result {
             Ok(output) => {
                 self.registry_log(
@@ -473,13 +523,13 @@ impl PlatformActivities {
     ) -> Result<DnsRecord, ActivityError> {
         into_activity(
             async move {
-                let record = self.dns.ensure_record(&input.subdomain).await.map_err(Failure::from)?;
-                let data = json!({
-                    "dns_record": record.fqdn, "record_id": record.record_id, "provider": record.provider,
-                });
-                self.emit(&ctx, input.organization_id, events::ORGANIZATION_DNS_CONFIGURED, data, None)
-                    .await?;
-                Ok(record)
+                heartbeating(&ctx, ensure_then_record(self.dns.as_ref(), &input.subdomain, |record| {
+                    let data = json!({
+                        "dns_record": record.fqdn, "record_id": record.record_id, "provider": record.provider,
+                    });
+                    self.emit(&ctx, input.organization_id, events::ORGANIZATION_DNS_CONFIGURED, data, None)
+                }))
+                .await
             }
             .await,
         )
@@ -528,14 +578,14 @@ impl PlatformActivities {
                 {
                     return Ok(());
                 }
-                self.mailer
-                    .send_invitation(&InvitationEmail {
-                        to_email: input.email.clone(),
-                        to_name: input.name.clone(),
-                        organization_name: input.organization_name.clone(),
-                        dns_record: input.dns_record.clone(),
-                        invitation_id: input.invitation_id,
-                    })
+                let invitation = InvitationEmail {
+                    to_email: input.email.clone(),
+                    to_name: input.name.clone(),
+                    organization_name: input.organization_name.clone(),
+                    dns_record: input.dns_record.clone(),
+                    invitation_id: input.invitation_id,
+                };
+                heartbeating(&ctx, self.mailer.send_invitation(&invitation))
                     .await
                     .map_err(Failure::from)?;
                 let data = json!({"invitation_id": input.invitation_id, "email": input.email});
@@ -585,8 +635,7 @@ impl PlatformActivities {
     ) -> Result<(), ActivityError> {
         into_activity(
             async move {
-                self.dns
-                    .remove_record(&input.record)
+                heartbeating(&ctx, self.dns.remove_record(&input.record))
                     .await
                     .map_err(Failure::from)?;
                 let data =
@@ -699,5 +748,107 @@ impl PlatformActivities {
         input: FinishDeployment,
     ) -> Result<u32, ActivityError> {
         into_activity(self.finish(input).await)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use futures::future::BoxFuture;
+
+    use super::*;
+
+    /// Records what was asked of it; removal can be told to fail.
+    #[derive(Debug, Default)]
+    struct FakeDns {
+        calls: Mutex<Vec<String>>,
+        removal_fails: bool,
+    }
+
+    impl DnsProvider for FakeDns {
+        fn ensure_record<'a>(
+            &'a self,
+            subdomain: &'a str,
+        ) -> BoxFuture<'a, Result<DnsRecord, DnsError>> {
+            self.calls
+                .lock()
+                .unwrap()
+                .push(format!("ensure {subdomain}"));
+            Box::pin(async move {
+                Ok(DnsRecord {
+                    fqdn: format!("{subdomain}.example.com"),
+                    record_id: "rec-1".into(),
+                    provider: "fake".into(),
+                })
+            })
+        }
+
+        fn remove_record<'a>(
+            &'a self,
+            record: &'a DnsRecord,
+        ) -> BoxFuture<'a, Result<(), DnsError>> {
+            self.calls
+                .lock()
+                .unwrap()
+                .push(format!("remove {}", record.record_id));
+            let fails = self.removal_fails;
+            Box::pin(async move {
+                if fails {
+                    Err(DnsError {
+                        retryable: true,
+                        message: "dns api: 503".into(),
+                    })
+                } else {
+                    Ok(())
+                }
+            })
+        }
+    }
+
+    fn emit_failure() -> Failure {
+        Failure::new(
+            types::DATABASE_UNAVAILABLE,
+            Retry::Yes,
+            "database: connection refused",
+        )
+    }
+
+    #[tokio::test]
+    async fn a_dns_record_whose_event_cannot_be_emitted_is_removed() {
+        let dns = FakeDns::default();
+        let failure = ensure_then_record(&dns, "acme", |_| async { Err::<(), _>(emit_failure()) })
+            .await
+            .unwrap_err();
+        assert_eq!(*dns.calls.lock().unwrap(), ["ensure acme", "remove rec-1"]);
+        // The step's own failure is what the workflow sees.
+        assert_eq!(failure.type_name, types::DATABASE_UNAVAILABLE);
+        assert!(
+            failure.message.contains("connection refused"),
+            "{}",
+            failure.message
+        );
+
+        // A removal that fails too is named, so the operator knows a record may be left.
+        let dns = FakeDns {
+            removal_fails: true,
+            ..FakeDns::default()
+        };
+        let failure = ensure_then_record(&dns, "acme", |_| async { Err::<(), _>(emit_failure()) })
+            .await
+            .unwrap_err();
+        assert!(
+            failure.message.contains("acme.example.com") && failure.message.contains("503"),
+            "{}",
+            failure.message
+        );
+
+        // Recorded: nothing is removed.
+        let dns = FakeDns::default();
+        let record = ensure_then_record(&dns, "acme", |_| async { Ok::<_, Failure>(()) })
+            .await
+            .unwrap();
+        assert_eq!(record.record_id, "rec-1");
+        assert_eq!(*dns.calls.lock().unwrap(), ["ensure acme"]);
     }
 }

@@ -29,7 +29,8 @@ pub struct ListenTiming {
     pub ping_interval: Duration,
     /// How long a probe's NOTIFY may take to come back.
     pub probe_timeout: Duration,
-    /// First reconnection delay; doubles up to `reconnect_max`.
+    /// Ceiling of the first reconnection delay; doubles up to `reconnect_max`, each delay drawn
+    /// from the upper half of its ceiling (jitter).
     pub reconnect_initial: Duration,
     pub reconnect_max: Duration,
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
-use osp_core::config::SupabaseSettings;
+use osp_core::config::{SupabaseSettings, redact_url};
 use osp_runtime::backoff::Backoff;
 use serde_json::{Value, json};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -35,7 +35,8 @@ pub struct RealtimeTiming {
     pub heartbeat_interval: Duration,
     /// How long the join reply and the "Subscribed" system message may take.
     pub join_timeout: Duration,
-    /// First reconnection delay; doubles up to `reconnect_max`.
+    /// Ceiling of the first reconnection delay; doubles up to `reconnect_max`, each delay drawn
+    /// from the upper half of its ceiling (jitter).
     pub reconnect_initial: Duration,
     pub reconnect_max: Duration,
 }
@@ -202,7 +203,7 @@ pub async fn run(settings: SupabaseSettings, wakeups: Arc<Wakeups>, timing: Real
         let (delay, attempt) = backoff.next_delay();
         tracing::warn!(
             %error,
-            url = %settings.url,
+            url = %redact_url(&settings.url),
             retry_in_ms = delay.as_millis(),
             attempt,
             "Realtime channel down; rejoining"
@@ -371,7 +372,109 @@ fn short(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::io;
+    use std::sync::Mutex;
+
+    use osp_core::config::Secret;
+    use tokio::net::TcpListener;
+    use tokio::sync::Notify;
+    use tracing::instrument::WithSubscriber;
+
     use super::*;
+    use crate::metrics::BridgeMetrics;
+
+    /// Everything the subscriber writes, with a wake-up per write.
+    #[derive(Debug, Clone, Default)]
+    struct Logs {
+        text: Arc<Mutex<Vec<u8>>>,
+        written: Arc<Notify>,
+    }
+
+    impl Logs {
+        fn text(&self) -> String {
+            String::from_utf8_lossy(&self.text.lock().unwrap()).into_owned()
+        }
+
+        /// Waits until `needle` was logged `count` times; false at the deadline.
+        async fn wait_for(&self, needle: &str, count: usize, within: Duration) -> bool {
+            let deadline = Instant::now() + within;
+            loop {
+                let written = self.written.notified();
+                if self.text().matches(needle).count() >= count {
+                    return true;
+                }
+                if tokio::time::timeout_at(deadline, written).await.is_err() {
+                    return false;
+                }
+            }
+        }
+    }
+
+    impl io::Write for Logs {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.text.lock().unwrap().extend_from_slice(buf);
+            self.written.notify_waiters();
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn reconnect_logs_never_show_url_credentials() {
+        const PASSWORD: &str = "hunter2-in-the-url";
+        let logs = Logs::default();
+        let writer = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .finish();
+
+        // One server accepts and closes at once; the other port refuses.
+        let closing = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let closing_port = closing.local_addr().unwrap().port();
+        let closer = tokio::spawn(async move {
+            while let Ok((socket, _)) = closing.accept().await {
+                drop(socket);
+            }
+        });
+        let refusing_port = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap().port()
+        };
+
+        let registry = prometheus::Registry::new();
+        let wakeups = Arc::new(Wakeups::new(BridgeMetrics::register(&registry).unwrap()));
+        let timing = RealtimeTiming {
+            heartbeat_interval: Duration::from_secs(5),
+            join_timeout: Duration::from_secs(5),
+            reconnect_initial: Duration::from_millis(1),
+            reconnect_max: Duration::from_millis(5),
+        };
+        let settings = |port: u16| SupabaseSettings {
+            url: format!("http://osp:{PASSWORD}@127.0.0.1:{port}/"),
+            service_role_key: Secret::new("service-role-key"),
+        };
+        let clients = async {
+            tokio::join!(
+                run(settings(closing_port), wakeups.clone(), timing),
+                run(settings(refusing_port), wakeups.clone(), timing),
+            )
+        }
+        .with_subscriber(subscriber);
+        let enough = tokio::select! {
+            _ = clients => false,
+            enough = logs.wait_for("rejoining", 6, Duration::from_secs(20)) => enough,
+        };
+        closer.abort();
+        let text = logs.text();
+        assert!(enough, "fewer than 6 reconnects logged:\n{text}");
+        assert!(text.contains("osp:[redacted]@127.0.0.1"), "{text}");
+        assert!(!text.contains(PASSWORD), "the password was logged:\n{text}");
+    }
 
     #[test]
     fn endpoints_from_supabase_urls() {

@@ -119,7 +119,7 @@ impl OrganizationBootstrapInput {
                 if let Some(name) = &user.name {
                     checker.check(
                         format!("admin_users[{index}].name"),
-                        validate::length_between(name, 0, 200),
+                        validate::display_name(name, 200),
                     );
                 }
             }
@@ -402,6 +402,41 @@ mod tests {
                 "plan: must not be empty"
             ]
         );
+    }
+
+    #[test]
+    fn admin_names_that_break_a_mail_header_are_refused_up_front() {
+        let with_name = |name: &str| {
+            bootstrap(json!({
+                "organization_id": Uuid::new_v4(), "name": "Acme", "subdomain": "acme",
+                "admin_users": [{"email": "a@acme.io", "name": name}]
+            }))
+            .validate()
+        };
+        for good in [
+            "Ada Lovelace",
+            "O'Brien",
+            "José Ñúñez",
+            "Dr. Who",
+            "Lovelace, Ada",
+            "",
+        ] {
+            assert_eq!(errors_of(with_name(good)), Vec::<String>::new(), "{good:?}");
+        }
+        for bad in [
+            "Ada <ada@evil.io>",
+            "Ada \"The Count\"",
+            "a>b",
+            "back\\slash",
+            "two\nlines",
+        ] {
+            let errors = errors_of(with_name(bad));
+            assert_eq!(errors.len(), 1, "{bad:?}: {errors:?}");
+            assert!(
+                errors[0].starts_with("admin_users[0].name: must not contain"),
+                "{bad:?}: {errors:?}"
+            );
+        }
     }
 
     #[test]

@@ -118,6 +118,23 @@ pub fn dns_label(value: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A person's display name as it goes into a mail header (`Name <address>`): at most `max`
+/// characters, none of the characters that end or escape the name there (`<`, `>`, `"`,
+/// `\`) and no control characters (a line break would start a new header). Checked with the
+/// payload, because the invitation email is sent last, after the organization, its DNS
+/// record and the invitations exist.
+pub(crate) fn display_name(value: &str, max: usize) -> Result<(), String> {
+    if let Some(bad) = value
+        .chars()
+        .find(|c| matches!(c, '<' | '>' | '"' | '\\') || c.is_control())
+    {
+        return Err(format!(
+            "must not contain {bad:?}: it would break the invitation email's header"
+        ));
+    }
+    length_between(value, 0, max)
+}
+
 /// An email address as a mail server would accept it for delivery: one `@`, a local part,
 /// a domain of DNS labels with at least one dot, no white space or control characters.
 pub fn email(value: &str) -> Result<(), String> {

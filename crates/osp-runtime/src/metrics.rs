@@ -4,14 +4,20 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Empty, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use prometheus::{Encoder, Registry, TextEncoder};
 use temporalio_common::telemetry::metrics::CoreMeter;
 use temporalio_common::telemetry::{PrometheusExporterOptions, start_prometheus_metric_exporter};
+
+/// How long the SDK's exporter may take; a Prometheus scrape usually times out at 10 s.
+const SCRAPE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Largest SDK exposition read; a few hundred KiB is typical.
+const SCRAPE_LIMIT: usize = 16 * 1024 * 1024;
 
 /// Why metrics could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +32,8 @@ pub enum MetricsError {
 pub struct Metrics {
     registry: Registry,
     sdk: Option<SocketAddr>,
+    /// The scrape of the SDK's exporter; `/metrics` answers without its series after this.
+    scrape_timeout: Duration,
     client: Client<hyper_util::client::legacy::connect::HttpConnector, Empty<Bytes>>,
 }
 
@@ -49,6 +57,7 @@ impl Metrics {
         Self {
             registry: Registry::new(),
             sdk: None,
+            scrape_timeout: SCRAPE_TIMEOUT,
             client: Client::builder(TokioExecutor::new()).build_http(),
         }
     }
@@ -88,20 +97,61 @@ impl Metrics {
         text
     }
 
+    /// The SDK's exposition, within [`Metrics::scrape_timeout`] and [`SCRAPE_LIMIT`] bytes.
     async fn scrape_sdk(&self, addr: SocketAddr) -> Result<String, String> {
         let uri = format!("http://{addr}/metrics")
             .parse()
             .map_err(|error: hyper::http::uri::InvalidUri| error.to_string())?;
-        let response = self
-            .client
-            .get(uri)
+        let scrape = async {
+            let response = self
+                .client
+                .get(uri)
+                .await
+                .map_err(|error| error.to_string())?;
+            let body = Limited::new(response.into_body(), SCRAPE_LIMIT)
+                .collect()
+                .await
+                .map_err(|error| format!("reading at most {SCRAPE_LIMIT} bytes: {error}"))?;
+            Ok(String::from_utf8_lossy(&body.to_bytes()).into_owned())
+        };
+        tokio::time::timeout(self.scrape_timeout, scrape)
             .await
-            .map_err(|error| error.to_string())?;
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|error| error.to_string())?;
-        Ok(String::from_utf8_lossy(&body.to_bytes()).into_owned())
+            .unwrap_or_else(|_| {
+                Err(format!(
+                    "no answer within {} ms",
+                    self.scrape_timeout.as_millis()
+                ))
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::AsyncReadExt;
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_hanging_sdk_exporter_does_not_hang_metrics() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        // Reads the request and never answers.
+        let server = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let mut buffer = [0u8; 1024];
+                let _ = socket.read(&mut buffer).await;
+                held.push(socket);
+            }
+        });
+        let metrics = Metrics {
+            sdk: Some(addr),
+            scrape_timeout: Duration::from_millis(200),
+            ..Metrics::new()
+        };
+        let rendered = tokio::time::timeout(Duration::from_secs(10), metrics.render()).await;
+        server.abort();
+        assert!(rendered.is_ok(), "/metrics hung on the SDK exporter");
     }
 }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use super::error::{ConfigError, ConfigProblem};
 use super::keys::{KEYS, Key, OSP_CONFIG};
-use super::values::InvalidValue;
+use super::values::{InvalidValue, redact_url};
 use super::{Sources, Strings};
 
 /// The outcome of looking up and parsing one setting.
@@ -220,7 +220,8 @@ impl<'a> Context<'a> {
         let message = if key.secret || value.is_empty() {
             reason.to_owned()
         } else {
-            format!("{reason} (got `{}`)", shorten(value))
+            // A value that is not secret may still be a URL with a password in it.
+            format!("{reason} (got `{}`)", shorten(&redact_url(value)))
         };
         self.problem(origin, message);
     }

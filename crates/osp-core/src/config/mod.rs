@@ -37,7 +37,7 @@ pub use sections::{
     TemporalSettings, TlsSettings,
 };
 pub use temporal_profile::{TEMPORAL_CONFIG_FILE, TEMPORAL_PROFILE};
-pub use values::{DatabaseUrl, HostPort, InvalidValue, Secret};
+pub use values::{DatabaseUrl, HostPort, InvalidValue, Secret, redact_url};
 pub use worker::*;
 
 use layers::Context;

@@ -19,7 +19,7 @@ use super::layers::{Context, Setting};
 // The contract's default queue, shared with the workflow routes.
 use super::values::{
     DatabaseUrl, HostPort, InvalidValue, REDACTED, Secret, parse_bool, parse_http_url, parse_name,
-    parse_non_empty, parse_port,
+    parse_non_empty, parse_port, redact_url,
 };
 use crate::workflows::DEFAULT_TASK_QUEUE;
 
@@ -318,7 +318,7 @@ pub struct SupabaseSettings {
 impl SupabaseSettings {
     pub(super) fn fields(&self) -> Fields {
         fields([
-            ("url", self.url.clone()),
+            ("url", redact_url(&self.url)),
             ("service_role_key", REDACTED.to_owned()),
         ])
     }
@@ -508,8 +508,8 @@ impl TelemetrySettings {
         fields([(
             "otlp_endpoint",
             self.otlp_endpoint
-                .clone()
-                .unwrap_or_else(|| "none".to_owned()),
+                .as_deref()
+                .map_or_else(|| "none".to_owned(), redact_url),
         )])
     }
 

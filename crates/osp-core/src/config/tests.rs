@@ -1224,3 +1224,52 @@ fn docs_list_every_key_and_their_example_file_loads() {
     assert_eq!(config.temporal.namespace, "quickstart-osp.v5egj");
     assert!(config.temporal.tls.is_some());
 }
+
+#[test]
+fn url_credentials_never_reach_the_configuration_line_or_its_problems() {
+    const PASSWORD: &str = "hunter2";
+    let key = ("SUPABASE_SERVICE_ROLE_KEY", "role");
+    let env = [
+        ("SUPABASE_URL", "https://osp:hunter2@x.supabase.co"),
+        key,
+        (
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "https://collector:hunter2@otel:4317",
+        ),
+        ("DNS_PROVIDER", "cloudflare"),
+        ("DNS_ZONE", "example.com"),
+        ("DNS_TARGET", "lb.example.com"),
+        ("CLOUDFLARE_ZONE_ID", "zone"),
+        ("CLOUDFLARE_API_TOKEN", "token"),
+        (
+            "CLOUDFLARE_API_URL",
+            "https://cf:hunter2@cloudflare.test/client/v4",
+        ),
+    ];
+    let shown = load_worker(&env, None).unwrap().to_string();
+    assert!(!shown.contains(PASSWORD), "{shown}");
+    for want in [
+        "supabase.url=https://osp:[redacted]@x.supabase.co",
+        "telemetry.otlp_endpoint=https://collector:[redacted]@otel:4317",
+        "dns.cloudflare_api_url=https://cf:[redacted]@cloudflare.test/client/v4",
+    ] {
+        assert!(
+            shown.split(' ').any(|field| field == want),
+            "missing `{want}` in {shown}"
+        );
+    }
+    // A URL that is otherwise wrong is quoted in the problem, without its password.
+    let problems = load_worker(
+        &[("SUPABASE_URL", "https://osp:hunter2@x:99999"), key],
+        None,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(!problems.contains(PASSWORD), "{problems}");
+    assert!(problems.contains("osp:[redacted]@x:99999"), "{problems}");
+    // The bridge's line too.
+    let shown = load_exact(&test_env(&env[..2], None), &[], BridgeConfig::load)
+        .unwrap()
+        .to_string();
+    assert!(!shown.contains(PASSWORD), "{shown}");
+}

@@ -149,7 +149,6 @@ impl FromStr for DatabaseUrl {
                 "must be a postgres:// or postgresql:// URL",
             ));
         };
-        let scheme = &s[..s.len() - rest.len()];
         let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
         let (authority, tail) = rest.split_at(authority_end);
         // An unencoded `@`, `/`, `?` or `#` in the password splits the URL in the wrong
@@ -160,10 +159,9 @@ impl FromStr for DatabaseUrl {
                 "has `@` after the host; percent-encode special characters in the password (`@` as %40, `/` as %2F)",
             ));
         }
-        let (userinfo, hosts) = match authority.rsplit_once('@') {
-            Some((userinfo, hosts)) => (Some(userinfo), hosts),
-            None => (None, authority),
-        };
+        let hosts = authority
+            .rsplit_once('@')
+            .map_or(authority, |(_, hosts)| hosts);
         if hosts.is_empty() {
             return Err(InvalidValue::new("has no host"));
         }
@@ -175,26 +173,50 @@ impl FromStr for DatabaseUrl {
             }
         }
 
-        let mut redacted = String::with_capacity(s.len());
-        redacted.push_str(scheme);
-        if let Some(userinfo) = userinfo {
-            match userinfo.split_once(':') {
-                Some((user, _password)) => {
-                    redacted.push_str(user);
-                    redacted.push(':');
-                    redacted.push_str(REDACTED);
-                }
-                None => redacted.push_str(userinfo),
-            }
-            redacted.push('@');
-        }
-        redacted.push_str(hosts);
-        redacted.push_str(&redact_password_param(tail));
+        let redacted = redact_url(s);
         Ok(DatabaseUrl {
             url: s.to_owned(),
             redacted,
         })
     }
+}
+
+/// `url` as it may be logged: the password of its user-info part (`user:[redacted]@`) and
+/// any `password=` query parameter replaced. Every URL that reaches a log line or an error
+/// message goes through here.
+///
+/// Written by hand because the `url` crate does not do this job: it rejects libpq's
+/// multi-host form (`postgres://u:p@h1:5432,h2:5433/db`) and percent-encodes the marker.
+/// A password with an unencoded `@`, `/`, `?` or `#` splits a URL in the wrong place, so the
+/// user-info part is taken to end at the last `@`: at worst, more than the password is
+/// hidden.
+pub fn redact_url(url: &str) -> String {
+    let (scheme, rest) = match url.find("://") {
+        Some(at) => url.split_at(at + 3),
+        None => ("", url),
+    };
+    let (userinfo, after) = match rest.rsplit_once('@') {
+        Some((userinfo, after)) => (Some(userinfo), after),
+        None => (None, rest),
+    };
+    let mut out = String::with_capacity(url.len());
+    out.push_str(scheme);
+    if let Some(userinfo) = userinfo {
+        match userinfo.split_once(':') {
+            Some((user, _password)) => {
+                out.push_str(user);
+                out.push(':');
+                out.push_str(REDACTED);
+            }
+            None => out.push_str(userinfo),
+        }
+        out.push('@');
+    }
+    let tail_start = after.find(['/', '?', '#']).unwrap_or(after.len());
+    let (hosts, tail) = after.split_at(tail_start);
+    out.push_str(hosts);
+    out.push_str(&redact_password_param(tail));
+    out
 }
 
 /// Replaces the value of a `password=` query parameter, which libpq accepts as well as
@@ -348,4 +370,27 @@ fn strip_prefix_ignore_case<'s>(s: &'s str, prefix: &str) -> Option<&'s str> {
 /// A count parsed as u64, as a usize (saturating: the parsers bound counts far below it).
 pub(crate) fn as_usize(n: u64) -> usize {
     usize::try_from(n).unwrap_or(usize::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn redact_url_hides_passwords_wherever_they_sit() {
+        for (url, shown) in [
+            ("https://x.supabase.co/a", "https://x.supabase.co/a"),
+            ("https://u:pw@h:1/p?q=1", "https://u:[redacted]@h:1/p?q=1"),
+            ("https://token@h/p", "https://token@h/p"),
+            // Unencoded `@` and `/` in the password: everything up to the last `@` goes.
+            ("https://u:p@ss/w@h/p", "https://u:[redacted]@h/p"),
+            (
+                "postgres://u@h/db?password=pw&x=1",
+                "postgres://u@h/db?password=[redacted]&x=1",
+            ),
+            ("u:pw@h:7233", "u:[redacted]@h:7233"),
+        ] {
+            assert_eq!(redact_url(url), shown, "{url}");
+        }
+    }
 }

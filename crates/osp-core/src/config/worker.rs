@@ -11,6 +11,7 @@ use super::layers::{Context, Setting};
 use super::sections::Fields;
 use super::values::{
     InvalidValue, REDACTED, Secret, as_usize, parse_http_url, parse_non_empty, parse_port,
+    redact_url,
 };
 
 const fn secret(env: &'static str, file: &'static str) -> Key {
@@ -292,7 +293,7 @@ impl DnsSettings {
                 ("provider".into(), "cloudflare".into()),
                 ("zone".into(), zone.clone()),
                 ("target".into(), target.clone()),
-                ("cloudflare_api_url".into(), api_url.clone()),
+                ("cloudflare_api_url".into(), redact_url(api_url)),
                 ("cloudflare_zone_id".into(), zone_id.clone()),
                 ("cloudflare_api_token".into(), REDACTED.into()),
             ],
