@@ -90,6 +90,19 @@ impl From<tokio_postgres::Error> for Failure {
     }
 }
 
+impl From<crate::events::EventError> for Failure {
+    /// Classified by the database error underneath, like any other statement.
+    fn from(error: crate::events::EventError) -> Self {
+        use crate::events::EventError;
+        match error {
+            EventError::Append { source, .. } | EventError::Read { source, .. } => source.into(),
+            EventError::NoId { .. } => {
+                Self::new(types::DATA_REJECTED, Retry::No, error.to_string())
+            }
+        }
+    }
+}
+
 impl From<deadpool_postgres::PoolError> for Failure {
     fn from(error: deadpool_postgres::PoolError) -> Self {
         match error {

@@ -26,6 +26,7 @@ use crate::deployer::{Deployer, DeployerArgs, DeployerError};
 use crate::dns::{DnsError, DnsProvider};
 use crate::email::{EmailError, InvitationEmail, Mailer};
 use crate::errors::{Failure, Retry, into_activity, types};
+use crate::events::{self as event_store, NewEvent, Shape};
 
 /// Every OSP activity, over one database pool and the configured providers.
 #[derive(Debug)]
@@ -181,26 +182,25 @@ impl PlatformActivities {
         discriminator: Option<Uuid>,
     ) -> Result<Uuid, Failure> {
         let info = ctx.info();
-        let metadata = json!({
-            "idempotency_key": idempotency_key(ctx, event_type, discriminator),
-            "workflow_id": info.workflow_id,
-            "workflow_run_id": info.workflow_run_id,
-            "activity_type": info.activity_type,
-            "correlation_id": info.workflow_id,
-        });
-        let row = self
-            .bounded(
-                "select api.emit_domain_event($1, $2, $3, $4, $5)",
-                &[
-                    (&event_type, Type::TEXT),
-                    (&events::ORGANIZATION_STREAM, Type::TEXT),
-                    (&organization_id, Type::UUID),
-                    (&data, Type::JSONB),
-                    (&metadata, Type::JSONB),
-                ],
-            )
-            .await?;
-        Ok(row.first().map(|row| row.get(0)).unwrap_or_default())
+        // The aggregate shape, as the seed's activities called it.
+        let event = NewEvent::new(
+            events::ORGANIZATION_STREAM,
+            organization_id,
+            event_type,
+            data,
+        )
+        .idempotency_key(idempotency_key(ctx, event_type, discriminator))
+        .metadata_entry("workflow_id", json!(info.workflow_id))
+        .metadata_entry("workflow_run_id", json!(info.workflow_run_id))
+        .metadata_entry("activity_type", json!(info.activity_type))
+        .metadata_entry("correlation_id", json!(info.workflow_id))
+        .shape(Shape::Aggregate);
+        let mut client = self.pool.get().await?;
+        let transaction = client.transaction().await?;
+        transaction.batch_execute(STATEMENT_BOUNDS).await?;
+        let id = event_store::append(&*transaction, &event).await?;
+        transaction.commit().await?;
+        Ok(id)
     }
 
     /// Whether this step already emitted its event (the email step checks before sending).
