@@ -2,6 +2,7 @@
 //! random superuser password, tuned for speed over durability, removed when dropped.
 
 use std::fmt;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -113,6 +114,36 @@ impl Postgres {
     pub async fn apply_supabase_roles(&self, database: &str) -> Result<(), StackError> {
         let client = self.connect(database).await?;
         client.batch_execute(SUPABASE_ROLES_SQL).await?;
+        Ok(())
+    }
+
+    /// Turns TLS on with `certificate_pem` and `key_pem` (a reload; plain connections still
+    /// work, so `sslmode` decides). For tests of the clients' certificate checks.
+    pub async fn enable_tls(&self, certificate_pem: &str, key_pem: &str) -> Result<(), StackError> {
+        let data = self.dir.path().join("data");
+        let (certificate, key) = (data.join("server.crt"), data.join("server.key"));
+        for (path, text) in [(&certificate, certificate_pem), (&key, key_pem)] {
+            std::fs::write(path, text)
+                .map_err(|error| StackError::io(format!("writing {}", path.display()), error))?;
+            // Postgres refuses a key others can read, and reads files as its own user.
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+                .map_err(|error| StackError::io(format!("chmod {}", path.display()), error))?;
+            process::hand_over(path)?;
+        }
+        let client = self.connect("postgres").await?;
+        // One statement each: ALTER SYSTEM refuses to run inside a transaction block, which a
+        // multi-statement batch is.
+        for statement in [
+            format!(
+                "alter system set ssl_cert_file = '{}'",
+                certificate.display()
+            ),
+            format!("alter system set ssl_key_file = '{}'", key.display()),
+            "alter system set ssl = on".to_owned(),
+            "select pg_reload_conf()".to_owned(),
+        ] {
+            client.batch_execute(&statement).await?;
+        }
         Ok(())
     }
 
