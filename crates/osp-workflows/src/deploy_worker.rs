@@ -47,7 +47,10 @@ impl DeployWorkerWorkflow {
             )
             .await?;
 
+        // The deployer may run for minutes; it heartbeats every 5 s, so a worker that died
+        // under it is noticed after the heartbeat timeout rather than the 15 minutes.
         let deployer = ActivityOptions::with_start_to_close_timeout(Duration::from_secs(15 * 60))
+            .heartbeat_timeout(Duration::from_secs(30))
             .retry_policy(
                 RetryPolicy::builder()
                     .initial_interval(Duration::from_secs(5))
