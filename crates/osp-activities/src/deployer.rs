@@ -232,7 +232,7 @@ mod tests {
     }
 
     #[test]
-    fn a_placeholder_value_starting_with_a_dash_cannot_become_an_option() {
+    fn point_12_a_placeholder_value_starting_with_a_dash_cannot_become_an_option() {
         let schema = ServiceSchema::parse("billing").unwrap();
         let hostile = DeployerArgs {
             task_queue: "--kubeconfig=/tmp/evil",

@@ -370,7 +370,7 @@ mod tests {
     const BACKSTOP: Duration = Duration::from_secs(20);
 
     #[tokio::test]
-    async fn an_api_that_never_answers_times_out() {
+    async fn point_12_an_api_that_never_answers_times_out() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         // Accepts, reads the request, never answers.
@@ -396,7 +396,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_oversized_response_body_is_refused_naming_the_limit() {
+    async fn point_12_an_oversized_response_body_is_refused_naming_the_limit() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         // A valid-looking 2 MiB JSON answer, streamed.

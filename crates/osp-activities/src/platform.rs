@@ -815,7 +815,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_dns_record_whose_event_cannot_be_emitted_is_removed() {
+    async fn point_12_a_dns_record_whose_event_cannot_be_emitted_is_removed() {
         let dns = FakeDns::default();
         let failure = ensure_then_record(&dns, "acme", |_| async { Err::<(), _>(emit_failure()) })
             .await

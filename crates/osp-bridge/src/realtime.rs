@@ -423,7 +423,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn reconnect_logs_never_show_url_credentials() {
+    async fn point_11_reconnect_logs_never_show_url_credentials() {
         const PASSWORD: &str = "hunter2-in-the-url";
         let logs = Logs::default();
         let writer = logs.clone();

@@ -405,7 +405,7 @@ mod tests {
     }
 
     #[test]
-    fn admin_names_that_break_a_mail_header_are_refused_up_front() {
+    fn point_12_admin_names_that_break_a_mail_header_are_refused_up_front() {
         let with_name = |name: &str| {
             bootstrap(json!({
                 "organization_id": Uuid::new_v4(), "name": "Acme", "subdomain": "acme",

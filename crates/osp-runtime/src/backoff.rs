@@ -89,7 +89,7 @@ mod tests {
     }
 
     #[test]
-    fn jittered_delays_diverge_between_seeds_and_stay_within_bounds() {
+    fn point_13_jittered_delays_diverge_between_seeds_and_stay_within_bounds() {
         let (initial, max) = (Duration::from_millis(250), Duration::from_secs(10));
         let mut one = Backoff::seeded(initial, max, 1);
         let mut two = Backoff::seeded(initial, max, 2);

@@ -133,7 +133,7 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn a_hanging_sdk_exporter_does_not_hang_metrics() {
+    async fn point_12_a_hanging_sdk_exporter_does_not_hang_metrics() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         // Reads the request and never answers.

@@ -117,8 +117,8 @@ async fn readyz_within_a_second(address: SocketAddr) -> anyhow::Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn slow_sockets_are_closed_after_the_header_timeout_and_readyz_answers() -> anyhow::Result<()>
-{
+async fn point_9_slow_sockets_are_closed_after_the_header_timeout_and_readyz_answers()
+-> anyhow::Result<()> {
     // The cap is above the flood here, so only the header-read timeout can close them.
     let limits = Limits {
         header_read_timeout: Duration::from_millis(500),
@@ -144,7 +144,8 @@ async fn slow_sockets_are_closed_after_the_header_timeout_and_readyz_answers() -
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn connections_beyond_the_cap_evict_the_oldest_and_readyz_answers() -> anyhow::Result<()> {
+async fn point_9_connections_beyond_the_cap_evict_the_oldest_and_readyz_answers()
+-> anyhow::Result<()> {
     // A header timeout far beyond the test: only the cap can close sockets.
     let limits = Limits {
         header_read_timeout: Duration::from_secs(120),

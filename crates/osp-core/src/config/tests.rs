@@ -1226,7 +1226,7 @@ fn docs_list_every_key_and_their_example_file_loads() {
 }
 
 #[test]
-fn url_credentials_never_reach_the_configuration_line_or_its_problems() {
+fn point_11_url_credentials_never_reach_the_configuration_line_or_its_problems() {
     const PASSWORD: &str = "hunter2";
     let key = ("SUPABASE_SERVICE_ROLE_KEY", "role");
     let env = [
