@@ -167,6 +167,23 @@ pub struct StoredEvent {
     pub event_metadata: Value,
 }
 
+/// The columns [`StoredEvent::from_row`] reads, in its order.
+pub(crate) const STORED_EVENT_COLUMNS: &str =
+    "id, stream_version, event_type, event_data, event_metadata";
+
+impl StoredEvent {
+    /// A row of [`STORED_EVENT_COLUMNS`].
+    pub(crate) fn from_row(row: &tokio_postgres::Row) -> StoredEvent {
+        StoredEvent {
+            id: row.get(0),
+            stream_version: row.get(1),
+            event_type: row.get(2),
+            event_data: row.get(3),
+            event_metadata: row.get(4),
+        }
+    }
+}
+
 impl std::fmt::Display for StoredEvent {
     /// `#3 organization.created {"name": ...}`: one line of a chain diff.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -185,22 +202,15 @@ pub async fn read_stream(
 ) -> Result<Vec<StoredEvent>, EventError> {
     let rows = client
         .query_typed(
-            "select id, stream_version, event_type, event_data, event_metadata
-             from public.domain_events where stream_id = $1 order by stream_version",
+            &format!(
+                "select {STORED_EVENT_COLUMNS}
+                 from public.domain_events where stream_id = $1 order by stream_version"
+            ),
             &[(&stream_id, Type::UUID)],
         )
         .await
         .map_err(|source| EventError::Read { stream_id, source })?;
-    Ok(rows
-        .iter()
-        .map(|row| StoredEvent {
-            id: row.get(0),
-            stream_version: row.get(1),
-            event_type: row.get(2),
-            event_data: row.get(3),
-            event_metadata: row.get(4),
-        })
-        .collect())
+    Ok(rows.iter().map(StoredEvent::from_row).collect())
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ pub mod dns;
 pub mod email;
 pub mod errors;
 pub mod events;
+pub mod jobs;
 pub mod migrate;
 pub mod queries;
 // The SDK's `#[activities]` macro generates marker structs without Debug.

@@ -46,6 +46,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "hardening",
         sql: include_str!("../migrations/0006_hardening.sql"),
     },
+    Migration {
+        version: 7,
+        name: "routes_and_jobs",
+        sql: include_str!("../migrations/0007_routes_and_jobs.sql"),
+    },
 ];
 
 /// Held for the migration transaction; serialises migrators across processes. The value is

@@ -16,6 +16,7 @@ use tokio::task::{AbortHandle, JoinHandle};
 use tokio::time::Instant;
 use uuid::Uuid;
 
+use crate::check::Schemas;
 use crate::dispatch::Dispatcher;
 use crate::listen::{self, ListenTiming};
 use crate::metrics::BridgeMetrics;
@@ -222,6 +223,7 @@ impl Bridge {
             metrics: bridge_metrics.clone(),
             wakeups: wakeups.clone(),
             temporal_up,
+            schemas: Schemas::default(),
         });
         // Each dispatch holds a pooled connection while its start is in flight; two stay free
         // for claims and probes.

@@ -18,7 +18,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_postgres::GenericClient;
 
-use crate::check::{StartRequest, check};
+use crate::check::{Schemas, StartRequest, check};
 use crate::metrics::BridgeMetrics;
 use crate::queue::{ClaimedJob, Queue, QueueError, RouteStatus, Settled};
 use crate::start::{StartError, Starter};
@@ -38,6 +38,8 @@ pub struct Dispatcher {
     /// claiming until a probe succeeds, so an outage costs the jobs in flight one attempt
     /// each instead of every queued job all of its attempts.
     pub temporal_up: watch::Sender<bool>,
+    /// The routes' JSON Schemas, compiled once each.
+    pub schemas: Schemas,
 }
 
 /// The outcome to write for a job.
@@ -61,21 +63,31 @@ enum Record {
 impl Dispatcher {
     /// Checks, starts and settles `job`; never panics, whatever the row holds.
     pub async fn dispatch(&self, job: ClaimedJob, lease_deadline: Instant) {
-        if job.route == RouteStatus::Disabled {
-            // The route was disabled between the claim's selection (which skips disabled
-            // routes) and now: the job goes back to wait, pending, for the route to be
-            // enabled again, rather than failing for good.
+        let held = match job.route {
+            RouteStatus::Disabled => Some("disabled"),
+            RouteStatus::Paused => Some("paused"),
+            RouteStatus::Enabled | RouteStatus::Missing => None,
+        };
+        if let Some(state) = held {
+            // The route was disabled or paused between the claim's selection (which skips
+            // such routes) and now: the job goes back to wait, pending, for the route to be
+            // enabled or resumed again, rather than failing for good.
             let record = Record::Retry {
                 message: format!(
-                    "route disabled: the route for event type {} is disabled in osp_metadata.workflow_routes; the job waits until it is enabled",
-                    job.event_type
+                    "route {state}: the route for event type {} is {state} in osp_metadata.workflow_routes; the job waits until it is {}",
+                    job.event_type,
+                    if state == "paused" {
+                        "resumed"
+                    } else {
+                        "enabled"
+                    },
                 ),
                 delay: self.settings.retry_initial,
             };
             self.record_alone(&job, &record, lease_deadline).await;
             return;
         }
-        match check(&job, self.settings.max_payload_bytes) {
+        match check(&job, self.settings.max_payload_bytes, &self.schemas) {
             Ok(request) => self.start_held(&job, &request, lease_deadline).await,
             Err(rejection) => {
                 tracing::warn!(job_id = %job.job_id, event_type = %job.event_type, error = %rejection, "job cannot be started");

@@ -8,6 +8,7 @@ mod bridge;
 pub mod check;
 mod dispatch;
 mod error;
+mod jobs;
 pub mod listen;
 pub mod metrics;
 pub mod queue;
@@ -23,6 +24,7 @@ use tokio::net::TcpListener;
 
 pub use bridge::Bridge;
 pub use error::BridgeError;
+pub use jobs::{JobsCommand, JobsCommandError, run_jobs};
 pub use listen::ListenTiming;
 pub use realtime::RealtimeTiming;
 

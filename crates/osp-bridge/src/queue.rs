@@ -28,6 +28,8 @@ pub enum RouteStatus {
     Enabled,
     /// The route exists but is disabled.
     Disabled,
+    /// The route exists but is paused by an operator: its jobs wait.
+    Paused,
     /// The route was removed after the job was enqueued.
     Missing,
 }
@@ -59,6 +61,10 @@ pub struct ClaimedJob {
     /// Why the job was enqueued without a workflow id.
     pub enqueue_error: Option<String>,
     pub route: RouteStatus,
+    /// The route's JSON Schema for the event's data, if it has one.
+    pub input_schema: Option<Value>,
+    /// The input field the stream id fills, if the route names one.
+    pub stream_id_field: Option<String>,
 }
 
 impl ClaimedJob {
@@ -71,6 +77,7 @@ impl ClaimedJob {
         let route = match row.try_get::<_, String>("route_status").as_deref() {
             Ok("enabled") => RouteStatus::Enabled,
             Ok("disabled") => RouteStatus::Disabled,
+            Ok("paused") => RouteStatus::Paused,
             _ => RouteStatus::Missing,
         };
         Ok(ClaimedJob {
@@ -90,6 +97,11 @@ impl ClaimedJob {
             attempt: row.try_get("attempts")?,
             enqueue_error: optional("enqueue_error"),
             route,
+            input_schema: row
+                .try_get::<_, Option<Value>>("route_input_schema")
+                .ok()
+                .flatten(),
+            stream_id_field: optional("route_stream_id_field"),
         })
     }
 }
@@ -159,7 +171,8 @@ impl Queue {
             .query_typed(
                 "select job_id, stream_id, stream_type, event_id, event_type, event_data,
                         event_created_at, workflow_type, task_queue, workflow_id,
-                        started_event_type, attempts, enqueue_error, route_status
+                        started_event_type, attempts, enqueue_error, route_status,
+                        route_input_schema, route_stream_id_field
                  from api.claim_workflow_jobs($1, $2, $3 * interval '1 millisecond')",
                 &[
                     (&self.worker_id, Type::TEXT),
