@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::process::ExitCode;
 use std::task::Poll;
 
-use osp_core::config::{BridgeConfig, Sources};
+use osp_config::{BridgeConfig, Sources};
 
 const USAGE: &str = "usage: osp-bridge [--version | --help]
 

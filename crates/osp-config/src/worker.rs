@@ -421,7 +421,7 @@ impl fmt::Display for WorkerSettings {
 mod tests {
     use std::collections::HashMap;
 
-    use super::super::{Sources, WorkerConfig};
+    use crate::{Sources, WorkerConfig};
     use super::*;
 
     fn load(pairs: &[(&str, &str)]) -> Result<WorkerConfig, String> {

@@ -289,7 +289,7 @@ impl fmt::Display for BridgeSettings {
 mod tests {
     use std::collections::HashMap;
 
-    use super::super::{BridgeConfig, Sources};
+    use crate::{BridgeConfig, Sources};
     use super::*;
 
     fn load(pairs: &[(&str, &str)]) -> Result<BridgeConfig, String> {

@@ -1197,7 +1197,7 @@ fn secret_and_sources_debug() {
     assert_eq!(secret.expose(), "SENTINEL-API");
 }
 
-const DOCS: &str = include_str!("../../../../docs/configuration.md");
+const DOCS: &str = include_str!("../../../docs/configuration.md");
 
 #[test]
 fn docs_list_every_key_and_their_example_file_loads() {

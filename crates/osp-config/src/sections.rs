@@ -21,7 +21,7 @@ use super::values::{
     DatabaseUrl, HostPort, InvalidValue, REDACTED, Secret, parse_bool, parse_http_url, parse_name,
     parse_non_empty, parse_port, redact_url,
 };
-use crate::workflows::DEFAULT_TASK_QUEUE;
+use osp_core::workflows::DEFAULT_TASK_QUEUE;
 
 /// Namespace used when `TEMPORAL_NAMESPACE` is unset.
 pub const DEFAULT_NAMESPACE: &str = "default";

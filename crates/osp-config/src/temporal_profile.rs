@@ -169,7 +169,7 @@ mod tests {
     use std::collections::HashMap;
     use std::path::Path;
 
-    use super::super::{Sources, WorkerConfig};
+    use crate::{Sources, WorkerConfig};
 
     const PROFILE: &str = r#"
         [profile.default]
