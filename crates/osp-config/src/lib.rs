@@ -32,7 +32,7 @@ pub use keys::{
     TEMPORAL_TLS_CLIENT_CERT_PATH, TEMPORAL_TLS_CLIENT_KEY_PATH, TEMPORAL_TLS_SERVER_CA_CERT_PATH,
 };
 pub use sections::{
-    DEFAULT_HEALTH_CHECK_PORT, DEFAULT_LOG_FILTER, DEFAULT_NAMESPACE, DatabaseSettings,
+    DEFAULT_LOG_FILTER, DEFAULT_NAMESPACE, DatabaseSettings,
     GrpcCompression, HealthSettings, LogFormat, LogSettings, SupabaseSettings, TelemetrySettings,
     TemporalSettings, TlsSettings,
 };

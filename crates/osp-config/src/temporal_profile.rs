@@ -1,47 +1,69 @@
 //! Temporal's own client configuration file (`temporal.toml`, shared with the `temporal`
-//! CLI and the other SDKs): the profile named by `TEMPORAL_PROFILE` (default `default`) in
-//! `TEMPORAL_CONFIG_FILE` (default `$XDG_CONFIG_HOME/temporalio/temporal.toml`, else
-//! `$HOME/.config/temporalio/temporal.toml`). It is the lowest configured layer: the
-//! `OSP_CONFIG` file and the environment override it.
+//! CLI and the other SDKs), read by the SDK's `envconfig`: the profile named by
+//! `TEMPORAL_PROFILE` (default `default`) in `TEMPORAL_CONFIG_FILE` (default
+//! `$XDG_CONFIG_HOME/temporalio/temporal.toml`, else `$HOME/.config/temporalio/temporal.toml`).
+//! It is the lowest configured layer: the `OSP_CONFIG` file and the environment override it.
+//!
+//! The file is read through the injected reader and handed to `envconfig` as bytes, and the
+//! profile is chosen here, so that neither the process environment nor the file system is
+//! touched; `envconfig`'s own lookup of both is not used.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use config::ValueKind;
+use temporalio_common::envconfig::{
+    ClientConfig, ClientConfigFromTOMLOptions, ClientConfigProfile, ConfigError, DEFAULT_PROFILE,
+    DataSource,
+};
+
+use super::keys::{
+    TEMPORAL_ADDRESS, TEMPORAL_API_KEY, TEMPORAL_NAMESPACE, TEMPORAL_TLS,
+    TEMPORAL_TLS_CLIENT_CERT_PATH, TEMPORAL_TLS_CLIENT_KEY_PATH, TEMPORAL_TLS_SERVER_CA_CERT_PATH,
+};
+use super::layers::{Layer, invalid_toml};
+use super::values::Secret;
 
 /// Environment variable naming the file.
 pub const TEMPORAL_CONFIG_FILE: &str = "TEMPORAL_CONFIG_FILE";
 /// Environment variable naming the profile.
 pub const TEMPORAL_PROFILE: &str = "TEMPORAL_PROFILE";
 
-/// The chosen profile's settings under OSP's file keys (`temporal.address`, ...).
-pub(super) struct ProfileLayer {
-    /// `profile `default` in /path/temporal.toml`, for messages.
-    pub(super) origin: String,
-    pub(super) values: BTreeMap<&'static str, String>,
+/// The chosen profile: its shared settings as a layer under OSP's file keys, and what only a
+/// profile can say.
+pub(super) struct Profile {
+    /// `address`, `namespace`, `api_key` and the TLS switch and paths.
+    pub(super) layer: Layer,
+    /// PEM contents given inline (`client_cert_data`, ...), under the file key of the path
+    /// setting they stand in for, with the origin problems name them by.
+    pub(super) data: BTreeMap<&'static str, (String, String)>,
+    /// The TLS server name (SNI and certificate check) when it differs from the host.
+    pub(super) server_name: Option<String>,
+    /// gRPC metadata sent with every request; values may be credentials.
+    pub(super) grpc_meta: BTreeMap<String, Secret>,
 }
 
-/// What [`load`] needs from its caller.
-pub(super) struct Inputs<'a> {
-    pub(super) env: &'a dyn Fn(&str) -> Option<String>,
-    pub(super) read_file: &'a dyn Fn(&std::path::Path) -> std::io::Result<String>,
-}
+/// Problems are `(key, message)` pairs.
+type Problems = Vec<(String, String)>;
 
-/// Reads the profile; problems are `(key, message)` pairs. A missing default file is no
-/// problem; a missing named file or profile is.
+/// Reads the profile. A missing default file is no problem; a missing named file or profile
+/// is.
 pub(super) fn load(
-    inputs: &Inputs<'_>,
-    problems: &mut Vec<(String, String)>,
-) -> Option<ProfileLayer> {
-    let explicit_file = (inputs.env)(TEMPORAL_CONFIG_FILE);
+    env: &dyn Fn(&str) -> Option<String>,
+    read_file: &dyn Fn(&Path) -> std::io::Result<String>,
+    problems: &mut Problems,
+) -> Option<Profile> {
+    let explicit_file = env(TEMPORAL_CONFIG_FILE);
     let path = match &explicit_file {
         Some(path) => PathBuf::from(path),
         None => {
-            let config_home = (inputs.env)("XDG_CONFIG_HOME")
+            let config_home = env("XDG_CONFIG_HOME")
                 .map(PathBuf::from)
-                .or_else(|| (inputs.env)("HOME").map(|home| PathBuf::from(home).join(".config")))?;
+                .or_else(|| env("HOME").map(|home| PathBuf::from(home).join(".config")))?;
             config_home.join("temporalio").join("temporal.toml")
         }
     };
-    let text = match (inputs.read_file)(&path) {
+    let text = match read_file(&path) {
         Ok(text) => text,
         Err(error) => {
             if explicit_file.is_some() {
@@ -53,23 +75,24 @@ pub(super) fn load(
             return None;
         }
     };
-    let Ok(table) = text.parse::<toml::Table>() else {
-        // The parser's message may quote a line holding an API key: say where, not what.
-        problems.push((
-            TEMPORAL_CONFIG_FILE.to_owned(),
-            format!("`{}` is not valid TOML", path.display()),
-        ));
-        return None;
+    let mut profiles = match ClientConfig::from_toml(
+        text.as_bytes(),
+        ClientConfigFromTOMLOptions::default(),
+    ) {
+        Ok(config) => config.profiles,
+        Err(error) => {
+            problems.push((
+                TEMPORAL_CONFIG_FILE.to_owned(),
+                describe(&error, &path, &text),
+            ));
+            return None;
+        }
     };
-    let explicit_profile = (inputs.env)(TEMPORAL_PROFILE);
+    let explicit_profile = env(TEMPORAL_PROFILE);
     let name = explicit_profile
         .clone()
-        .unwrap_or_else(|| "default".to_owned());
-    let Some(profile) = table
-        .get("profile")
-        .and_then(|profiles| profiles.get(&name))
-        .and_then(toml::Value::as_table)
-    else {
+        .unwrap_or_else(|| DEFAULT_PROFILE.to_owned());
+    let Some(profile) = profiles.remove(&name) else {
         if explicit_profile.is_some() {
             problems.push((
                 TEMPORAL_PROFILE.to_owned(),
@@ -79,88 +102,90 @@ pub(super) fn load(
         return None;
     };
     let origin = format!("profile `{name}` in {}", path.display());
-    let mut values = BTreeMap::new();
-    let text_of = |value: &toml::Value| match value {
-        toml::Value::String(text) => Some(text.clone()),
-        toml::Value::Integer(n) => Some(n.to_string()),
-        toml::Value::Boolean(b) => Some(b.to_string()),
-        _ => None,
-    };
-    for (key, value) in profile {
-        let target = match key.as_str() {
-            "address" => "temporal.address",
-            "namespace" => "temporal.namespace",
-            "api_key" => "temporal.api_key",
-            // The remote codec concerns the CLI and UI, not a worker.
-            "codec" => continue,
-            "tls" => {
-                tls(value, &origin, &mut values, problems);
-                continue;
-            }
-            other => {
-                problems.push((
-                    format!("{other} in {origin}"),
-                    "is not supported by OSP".to_owned(),
-                ));
-                continue;
-            }
-        };
-        match text_of(value) {
-            Some(text) => {
-                values.insert(target, text);
-            }
-            None => problems.push((format!("{key} in {origin}"), "must be a string".to_owned())),
-        }
-    }
-    Some(ProfileLayer { origin, values })
+    Some(convert(profile, &origin, problems))
 }
 
-fn tls(
-    value: &toml::Value,
-    origin: &str,
-    values: &mut BTreeMap<&'static str, String>,
-    problems: &mut Vec<(String, String)>,
-) {
-    let Some(tls) = value.as_table() else {
-        problems.push((format!("tls in {origin}"), "must be a table".to_owned()));
-        return;
-    };
-    // A `[profile.x.tls]` table turns TLS on unless it says `disabled = true`.
-    let disabled = tls
-        .get("disabled")
-        .and_then(toml::Value::as_bool)
-        .unwrap_or(false);
-    values.insert("temporal.tls.enabled", (!disabled).to_string());
-    for (key, value) in tls {
-        let target = match key.as_str() {
-            "disabled" => continue,
-            "client_cert_path" => "temporal.tls.client_cert_path",
-            "client_key_path" => "temporal.tls.client_key_path",
-            "server_ca_cert_path" => "temporal.tls.server_ca_cert_path",
-            "client_cert_data" | "client_key_data" | "server_ca_cert_data" => {
-                problems.push((
-                    format!("tls.{key} in {origin}"),
-                    "is not supported by OSP: use the `_path` form".to_owned(),
-                ));
-                continue;
-            }
-            other => {
-                problems.push((
-                    format!("tls.{other} in {origin}"),
-                    "is not supported by OSP".to_owned(),
-                ));
-                continue;
-            }
-        };
-        match value.as_str() {
-            Some(path) => {
-                values.insert(target, path.to_owned());
-            }
-            None => problems.push((
-                format!("tls.{key} in {origin}"),
-                "must be a string".to_owned(),
-            )),
+/// What went wrong with the file, without quoting it: the SDK's `LoadError` wraps a TOML or
+/// serde error whose text shows the offending line or value, which may be an API key or key
+/// data, so only its kind is told (with the place, for a syntax error). `InvalidConfig`
+/// texts are the SDK's fixed sentences naming keys, never values.
+fn describe(error: &ConfigError, path: &Path, text: &str) -> String {
+    match error {
+        ConfigError::InvalidConfig(reason) => format!("`{}`: {reason}", path.display()),
+        ConfigError::ProfileNotFound(name) => {
+            format!("no profile `{name}` in `{}`", path.display())
         }
+        ConfigError::LoadError(_) => match text.parse::<toml::Table>() {
+            Err(syntax) => invalid_toml(path, text, &syntax),
+            Ok(_) => format!(
+                "`{}` is not a Temporal client configuration: a key has a value of the wrong type (strings for `address`, `namespace`, `api_key` and the TLS keys, a boolean for `tls.disabled`, a table of strings for `grpc_meta`)",
+                path.display()
+            ),
+        },
+    }
+}
+
+fn convert(profile: ClientConfigProfile, origin: &str, problems: &mut Problems) -> Profile {
+    let mut layer = Layer::default();
+    let mut set = |file: &str, kind: ValueKind| layer.set(file, format!("{file} in {origin}"), kind);
+    for (key, value) in [
+        (&TEMPORAL_ADDRESS, profile.address),
+        (&TEMPORAL_NAMESPACE, profile.namespace),
+        (&TEMPORAL_API_KEY, profile.api_key),
+    ] {
+        if let Some(value) = value {
+            set(key.file, ValueKind::String(value));
+        }
+    }
+    let mut data = BTreeMap::new();
+    let mut server_name = None;
+    // The remote codec concerns the CLI and UI, not a worker, so `profile.codec` is unused.
+    if let Some(tls) = profile.tls {
+        // A `[profile.x.tls]` table turns TLS on unless it says `disabled = true`.
+        set(
+            TEMPORAL_TLS.file,
+            ValueKind::Boolean(!tls.disabled.unwrap_or(false)),
+        );
+        for (key, name, source) in [
+            (&TEMPORAL_TLS_CLIENT_CERT_PATH, "client_cert", tls.client_cert),
+            (&TEMPORAL_TLS_CLIENT_KEY_PATH, "client_key", tls.client_key),
+            (&TEMPORAL_TLS_SERVER_CA_CERT_PATH, "server_ca_cert", tls.server_ca_cert),
+        ] {
+            match source {
+                None => {}
+                Some(DataSource::Path(path)) => set(key.file, ValueKind::String(path)),
+                Some(DataSource::Data(bytes)) => {
+                    let at = format!("tls.{name}_data in {origin}");
+                    match String::from_utf8(bytes) {
+                        Ok(pem) => {
+                            data.insert(key.file, (pem, at));
+                        }
+                        Err(_) => problems.push((at, "is not UTF-8 PEM text".to_owned())),
+                    }
+                }
+                Some(_) => problems.push((
+                    format!("tls.{name} in {origin}"),
+                    "is a source OSP does not support: use `_path` or `_data`".to_owned(),
+                )),
+            }
+        }
+        server_name = tls.server_name;
+        if tls.disable_host_verification {
+            problems.push((
+                format!("tls.disable_host_verification in {origin}"),
+                "is not supported by OSP: the server's certificate is always verified (set `server_name` if it names another host)".to_owned(),
+            ));
+        }
+    }
+    Profile {
+        layer,
+        data,
+        server_name,
+        grpc_meta: profile
+            .grpc_meta
+            .into_iter()
+            .map(|(name, value)| (name, Secret::new(value)))
+            .collect(),
     }
 }
 

@@ -20,6 +20,7 @@ const fn secret(env: &'static str, file: &'static str) -> Key {
         aliases: &[],
         file,
         secret: true,
+        default: None,
     }
 }
 
@@ -27,22 +28,25 @@ const fn secret(env: &'static str, file: &'static str) -> Key {
 pub const OSP_MAX_CONCURRENT_WORKFLOW_TASKS: Key = Key::new(
     "OSP_MAX_CONCURRENT_WORKFLOW_TASKS",
     "worker.max_concurrent_workflow_tasks",
-);
+)
+.or("10");
 /// Activities run at once; default 10.
 pub const OSP_MAX_CONCURRENT_ACTIVITIES: Key = Key::new(
     "OSP_MAX_CONCURRENT_ACTIVITIES",
     "worker.max_concurrent_activities",
-);
+)
+.or("10");
 /// Seconds in-flight work may take to finish after SIGTERM; default 30.
 pub const OSP_SHUTDOWN_GRACE_SECONDS: Key =
-    Key::new("OSP_SHUTDOWN_GRACE_SECONDS", "shutdown.grace_seconds");
+    Key::new("OSP_SHUTDOWN_GRACE_SECONDS", "shutdown.grace_seconds").or("30");
 /// Connections in the activities' database pool; default 10.
 pub const OSP_DATABASE_POOL_SIZE: Key = Key::new("OSP_DATABASE_POOL_SIZE", "database.pool_size");
 /// Seconds between `last_health_check` updates in the worker registry; default 15.
 pub const OSP_REGISTRY_HEARTBEAT_SECONDS: Key = Key::new(
     "OSP_REGISTRY_HEARTBEAT_SECONDS",
     "worker.registry_heartbeat_seconds",
-);
+)
+.or("15");
 /// Worker Controller's deployment name; with the build id, turns worker versioning on.
 pub const TEMPORAL_DEPLOYMENT_NAME: Key =
     Key::new("TEMPORAL_DEPLOYMENT_NAME", "temporal.deployment_name");
@@ -50,29 +54,30 @@ pub const TEMPORAL_DEPLOYMENT_NAME: Key =
 pub const TEMPORAL_WORKER_BUILD_ID: Key =
     Key::new("TEMPORAL_WORKER_BUILD_ID", "temporal.worker_build_id");
 /// Where `deployWorkerWorkflow` writes manifests; default `manifests`.
-pub const OSP_MANIFEST_DIR: Key = Key::new("OSP_MANIFEST_DIR", "worker.manifest_dir");
+pub const OSP_MANIFEST_DIR: Key = Key::new("OSP_MANIFEST_DIR", "worker.manifest_dir").or("manifests");
 /// The deployer's argv template as a JSON array of strings; none by default.
 pub const OSP_DEPLOYER_COMMAND: Key = Key::new("OSP_DEPLOYER_COMMAND", "worker.deployer_command");
 /// `log` (default) or `cloudflare`.
-pub const DNS_PROVIDER: Key = Key::new("DNS_PROVIDER", "dns.provider");
+pub const DNS_PROVIDER: Key = Key::new("DNS_PROVIDER", "dns.provider").or("log");
 /// The zone organizations get names in: `{subdomain}.{zone}`; default `localhost`.
 pub const DNS_ZONE: Key = Key::new("DNS_ZONE", "dns.zone");
 /// What each organization's CNAME points at (cloudflare).
 pub const DNS_TARGET: Key = Key::new("DNS_TARGET", "dns.target");
 /// API base; default `https://api.cloudflare.com/client/v4`.
-pub const CLOUDFLARE_API_URL: Key = Key::new("CLOUDFLARE_API_URL", "dns.cloudflare_api_url");
+pub const CLOUDFLARE_API_URL: Key = Key::new("CLOUDFLARE_API_URL", "dns.cloudflare_api_url")
+    .or("https://api.cloudflare.com/client/v4");
 /// The zone's id (cloudflare).
 pub const CLOUDFLARE_ZONE_ID: Key = Key::new("CLOUDFLARE_ZONE_ID", "dns.cloudflare_zone_id");
 /// An API token allowed to edit the zone's DNS (cloudflare).
 pub const CLOUDFLARE_API_TOKEN: Key = secret("CLOUDFLARE_API_TOKEN", "dns.cloudflare_api_token");
 /// `log` (default) or `smtp`.
-pub const EMAIL_PROVIDER: Key = Key::new("EMAIL_PROVIDER", "email.provider");
+pub const EMAIL_PROVIDER: Key = Key::new("EMAIL_PROVIDER", "email.provider").or("log");
 /// SMTP server host (smtp).
 pub const SMTP_HOST: Key = Key::new("SMTP_HOST", "email.smtp_host");
 /// SMTP port; default 587.
-pub const SMTP_PORT: Key = Key::new("SMTP_PORT", "email.smtp_port");
+pub const SMTP_PORT: Key = Key::new("SMTP_PORT", "email.smtp_port").or("587");
 /// `starttls` (default), `tls` or `none`.
-pub const SMTP_SECURITY: Key = Key::new("SMTP_SECURITY", "email.smtp_security");
+pub const SMTP_SECURITY: Key = Key::new("SMTP_SECURITY", "email.smtp_security").or("starttls");
 /// SMTP user name.
 pub const SMTP_USERNAME: Key = Key::new("SMTP_USERNAME", "email.smtp_username");
 /// SMTP password.
@@ -212,19 +217,19 @@ impl WorkerSettings {
     pub(super) fn parse(cx: &mut Context<'_>) -> Option<Self> {
         let workflow_tasks = cx
             .get(&OSP_MAX_CONCURRENT_WORKFLOW_TASKS, count(2, 10_000))
-            .or_default(|| 10);
+            .value();
         let activities = cx
             .get(&OSP_MAX_CONCURRENT_ACTIVITIES, count(1, 10_000))
-            .or_default(|| 10);
+            .value();
         let grace = cx
             .get(&OSP_SHUTDOWN_GRACE_SECONDS, count(0, 3_600))
-            .or_default(|| 30);
+            .value();
         let pool = cx
             .get(&OSP_DATABASE_POOL_SIZE, count(1, 1_000))
             .or_default(|| 10);
         let heartbeat = cx
             .get(&OSP_REGISTRY_HEARTBEAT_SECONDS, count(1, 3_600))
-            .or_default(|| 15);
+            .value();
         let name = cx.get(&TEMPORAL_DEPLOYMENT_NAME, parse_non_empty);
         let build = cx.get(&TEMPORAL_WORKER_BUILD_ID, parse_non_empty);
         let versioning = match (name, build) {
@@ -251,7 +256,7 @@ impl WorkerSettings {
         };
         let manifest_dir = cx
             .get(&OSP_MANIFEST_DIR, |s| parse_non_empty(s).map(PathBuf::from))
-            .or_default(|| PathBuf::from("manifests"));
+            .value();
         let deployer = cx.get(&OSP_DEPLOYER_COMMAND, parse_argv).optional();
         Some(WorkerSettings {
             max_concurrent_workflow_tasks: as_usize(workflow_tasks?),
@@ -306,7 +311,7 @@ impl DnsSettings {
                 "log" | "cloudflare" => Ok(s.to_owned()),
                 _ => Err(InvalidValue::new("must be `log` or `cloudflare`")),
             })
-            .or_default(|| "log".to_owned());
+            .value();
         let zone = cx.get(&DNS_ZONE, parse_non_empty);
         let target = cx.get(&DNS_TARGET, parse_non_empty);
         let api_url = cx.get(&CLOUDFLARE_API_URL, parse_http_url);
@@ -319,7 +324,7 @@ impl DnsSettings {
             let target = cx.required(&DNS_TARGET, target);
             let zone_id = cx.required(&CLOUDFLARE_ZONE_ID, zone_id);
             let api_token = cx.required(&CLOUDFLARE_API_TOKEN, token);
-            let api_url = api_url.or_default(|| "https://api.cloudflare.com/client/v4".to_owned());
+            let api_url = api_url.value();
             Some(DnsSettings::Cloudflare {
                 api_url: api_url?,
                 zone_id: zone_id?,
@@ -375,11 +380,11 @@ impl EmailSettings {
                 "log" | "smtp" => Ok(s.to_owned()),
                 _ => Err(InvalidValue::new("must be `log` or `smtp`")),
             })
-            .or_default(|| "log".to_owned());
+            .value();
         let host = cx.get(&SMTP_HOST, parse_non_empty);
         let port = cx
             .get(&SMTP_PORT, |s| parse_port(s).map_err(InvalidValue::new))
-            .or_default(|| 587);
+            .value();
         let security = cx
             .get(&SMTP_SECURITY, |s| match s {
                 "starttls" => Ok(SmtpSecurity::StartTls),
@@ -387,7 +392,7 @@ impl EmailSettings {
                 "none" => Ok(SmtpSecurity::None),
                 _ => Err(InvalidValue::new("must be `starttls`, `tls` or `none`")),
             })
-            .or_default(|| SmtpSecurity::StartTls);
+            .value();
         let username = cx.get(&SMTP_USERNAME, parse_non_empty).optional();
         let password = cx
             .get(&SMTP_PASSWORD, |s| parse_non_empty(s).map(Secret::new))
