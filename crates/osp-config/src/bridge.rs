@@ -15,7 +15,8 @@ use super::worker::{OSP_DATABASE_POOL_SIZE, OSP_SHUTDOWN_GRACE_SECONDS};
 /// so replicas may share it. Default `osp-bridge`.
 pub const OSP_BRIDGE_ID: Key = Key::new("OSP_BRIDGE_ID", "bridge.id").or("osp-bridge");
 /// Jobs claimed per statement; default 100.
-pub const OSP_BRIDGE_BATCH_SIZE: Key = Key::new("OSP_BRIDGE_BATCH_SIZE", "bridge.batch_size").or("100");
+pub const OSP_BRIDGE_BATCH_SIZE: Key =
+    Key::new("OSP_BRIDGE_BATCH_SIZE", "bridge.batch_size").or("100");
 /// Dispatches (workflow starts) in flight at once; default 8.
 pub const OSP_BRIDGE_MAX_IN_FLIGHT: Key =
     Key::new("OSP_BRIDGE_MAX_IN_FLIGHT", "bridge.max_in_flight").or("8");
@@ -23,12 +24,14 @@ pub const OSP_BRIDGE_MAX_IN_FLIGHT: Key =
 pub const OSP_BRIDGE_LEASE_SECONDS: Key =
     Key::new("OSP_BRIDGE_LEASE_SECONDS", "bridge.lease_seconds").or("60");
 /// Attempts before a job whose start keeps failing ends failed; default 10.
-pub const OSP_BRIDGE_MAX_ATTEMPTS: Key = Key::new("OSP_BRIDGE_MAX_ATTEMPTS", "bridge.max_attempts").or("10");
+pub const OSP_BRIDGE_MAX_ATTEMPTS: Key =
+    Key::new("OSP_BRIDGE_MAX_ATTEMPTS", "bridge.max_attempts").or("10");
 /// Delay before the first retry of a failed start, in milliseconds; doubles per attempt.
 pub const OSP_BRIDGE_RETRY_INITIAL_MS: Key =
     Key::new("OSP_BRIDGE_RETRY_INITIAL_MS", "bridge.retry_initial_ms").or("1000");
 /// Longest delay between retries, in milliseconds.
-pub const OSP_BRIDGE_RETRY_MAX_MS: Key = Key::new("OSP_BRIDGE_RETRY_MAX_MS", "bridge.retry_max_ms").or("60000");
+pub const OSP_BRIDGE_RETRY_MAX_MS: Key =
+    Key::new("OSP_BRIDGE_RETRY_MAX_MS", "bridge.retry_max_ms").or("60000");
 /// Milliseconds between sweeps while a wake-up source (LISTEN, Realtime) is healthy.
 pub const OSP_BRIDGE_SWEEP_INTERVAL_MS: Key =
     Key::new("OSP_BRIDGE_SWEEP_INTERVAL_MS", "bridge.sweep_interval_ms").or("15000");
@@ -166,21 +169,11 @@ impl BridgeSettings {
         cx: &mut Context<'_>,
         supabase: Option<&Option<SupabaseSettings>>,
     ) -> Option<Self> {
-        let id = cx
-            .get(&OSP_BRIDGE_ID, parse_id)
-            .value();
-        let batch_size = cx
-            .get(&OSP_BRIDGE_BATCH_SIZE, number(1, 1_000))
-            .value();
-        let max_in_flight = cx
-            .get(&OSP_BRIDGE_MAX_IN_FLIGHT, number(1, 10_000))
-            .value();
-        let lease = cx
-            .get(&OSP_BRIDGE_LEASE_SECONDS, number(5, 86_400))
-            .value();
-        let max_attempts = cx
-            .get(&OSP_BRIDGE_MAX_ATTEMPTS, number(1, 1_000))
-            .value();
+        let id = cx.get(&OSP_BRIDGE_ID, parse_id).value();
+        let batch_size = cx.get(&OSP_BRIDGE_BATCH_SIZE, number(1, 1_000)).value();
+        let max_in_flight = cx.get(&OSP_BRIDGE_MAX_IN_FLIGHT, number(1, 10_000)).value();
+        let lease = cx.get(&OSP_BRIDGE_LEASE_SECONDS, number(5, 86_400)).value();
+        let max_attempts = cx.get(&OSP_BRIDGE_MAX_ATTEMPTS, number(1, 1_000)).value();
         let retry_initial = cx.get(&OSP_BRIDGE_RETRY_INITIAL_MS, number(1, 3_600_000));
         let retry_max = cx.get(&OSP_BRIDGE_RETRY_MAX_MS, number(1, 86_400_000));
         let sweep = cx
@@ -290,8 +283,8 @@ impl fmt::Display for BridgeSettings {
 mod tests {
     use std::collections::HashMap;
 
-    use crate::{BridgeConfig, Sources};
     use super::*;
+    use crate::{BridgeConfig, Sources};
 
     fn load(pairs: &[(&str, &str)]) -> Result<BridgeConfig, String> {
         let mut env: HashMap<String, String> = [

@@ -47,7 +47,8 @@ impl Key {
 /// `host:port` of the Temporal frontend. Required by the worker and the bridge.
 pub const TEMPORAL_ADDRESS: Key = Key::new("TEMPORAL_ADDRESS", "temporal.address");
 /// Temporal namespace; default `default`.
-pub const TEMPORAL_NAMESPACE: Key = Key::new("TEMPORAL_NAMESPACE", "temporal.namespace").or(super::DEFAULT_NAMESPACE);
+pub const TEMPORAL_NAMESPACE: Key =
+    Key::new("TEMPORAL_NAMESPACE", "temporal.namespace").or(super::DEFAULT_NAMESPACE);
 /// Temporal Cloud API key; turns TLS on.
 pub const TEMPORAL_API_KEY: Key = Key {
     env: "TEMPORAL_API_KEY",

@@ -130,13 +130,9 @@ impl TemporalSettings {
     pub(super) fn parse(cx: &mut Context<'_>) -> Option<Self> {
         let address = cx.get(&TEMPORAL_ADDRESS, HostPort::from_str);
         let address = cx.required(&TEMPORAL_ADDRESS, address);
-        let namespace = cx
-            .get(&TEMPORAL_NAMESPACE, parse_name)
-            .value();
+        let namespace = cx.get(&TEMPORAL_NAMESPACE, parse_name).value();
         let api_key = cx.get(&TEMPORAL_API_KEY, |s| parse_non_empty(s).map(Secret::new));
-        let task_queue = cx
-            .get(&TEMPORAL_TASK_QUEUE, parse_name)
-            .value();
+        let task_queue = cx.get(&TEMPORAL_TASK_QUEUE, parse_name).value();
         let compression = cx
             .get(&TEMPORAL_GRPC_COMPRESSION, GrpcCompression::from_str)
             .value();
@@ -512,12 +508,8 @@ impl LogSettings {
     }
 
     pub(super) fn parse(cx: &mut Context<'_>) -> Option<Self> {
-        let format = cx
-            .get(&LOG_FORMAT, LogFormat::from_str)
-            .value();
-        let filter = cx
-            .get(&RUST_LOG, parse_non_empty)
-            .value();
+        let format = cx.get(&LOG_FORMAT, LogFormat::from_str).value();
+        let filter = cx.get(&RUST_LOG, parse_non_empty).value();
         Some(LogSettings {
             format: format?,
             filter: filter?,

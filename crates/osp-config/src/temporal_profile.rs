@@ -75,19 +75,17 @@ pub(super) fn load(
             return None;
         }
     };
-    let mut profiles = match ClientConfig::from_toml(
-        text.as_bytes(),
-        ClientConfigFromTOMLOptions::default(),
-    ) {
-        Ok(config) => config.profiles,
-        Err(error) => {
-            problems.push((
-                TEMPORAL_CONFIG_FILE.to_owned(),
-                describe(&error, &path, &text),
-            ));
-            return None;
-        }
-    };
+    let mut profiles =
+        match ClientConfig::from_toml(text.as_bytes(), ClientConfigFromTOMLOptions::default()) {
+            Ok(config) => config.profiles,
+            Err(error) => {
+                problems.push((
+                    TEMPORAL_CONFIG_FILE.to_owned(),
+                    describe(&error, &path, &text),
+                ));
+                return None;
+            }
+        };
     let explicit_profile = env(TEMPORAL_PROFILE);
     let name = explicit_profile
         .clone()
@@ -127,7 +125,8 @@ fn describe(error: &ConfigError, path: &Path, text: &str) -> String {
 
 fn convert(profile: ClientConfigProfile, origin: &str, problems: &mut Problems) -> Profile {
     let mut layer = Layer::default();
-    let mut set = |file: &str, kind: ValueKind| layer.set(file, format!("{file} in {origin}"), kind);
+    let mut set =
+        |file: &str, kind: ValueKind| layer.set(file, format!("{file} in {origin}"), kind);
     for (key, value) in [
         (&TEMPORAL_ADDRESS, profile.address),
         (&TEMPORAL_NAMESPACE, profile.namespace),
@@ -147,9 +146,17 @@ fn convert(profile: ClientConfigProfile, origin: &str, problems: &mut Problems) 
             ValueKind::Boolean(!tls.disabled.unwrap_or(false)),
         );
         for (key, name, source) in [
-            (&TEMPORAL_TLS_CLIENT_CERT_PATH, "client_cert", tls.client_cert),
+            (
+                &TEMPORAL_TLS_CLIENT_CERT_PATH,
+                "client_cert",
+                tls.client_cert,
+            ),
             (&TEMPORAL_TLS_CLIENT_KEY_PATH, "client_key", tls.client_key),
-            (&TEMPORAL_TLS_SERVER_CA_CERT_PATH, "server_ca_cert", tls.server_ca_cert),
+            (
+                &TEMPORAL_TLS_SERVER_CA_CERT_PATH,
+                "server_ca_cert",
+                tls.server_ca_cert,
+            ),
         ] {
             match source {
                 None => {}
@@ -214,12 +221,37 @@ mod tests {
 
         [profile.inline]
         address = "inline.example.com:7233"
-        grpc_meta = { x = "y" }
+        [profile.inline.grpc_meta]
+        authorization = "Bearer META-SENTINEL"
+        x_tenant_id = "osp"
         [profile.inline.tls]
-        client_cert_data = "-----BEGIN CERTIFICATE-----"
+        client_cert_data = "-----BEGIN CERTIFICATE-----\ncert\n"
+        client_key_data = "-----BEGIN PRIVATE KEY-----\nKEYDATA-SENTINEL\n"
+        server_ca_cert_data = "-----BEGIN CERTIFICATE-----\nca\n"
+        server_name = "frontend.internal"
+
+        [profile.unverified]
+        address = "unverified.example.com:7233"
+        [profile.unverified.tls]
+        disable_host_verification = true
+
+        [profile.not_pem]
+        address = "not-pem.example.com:7233"
+        [profile.not_pem.tls]
+        server_ca_cert_data = "CADATA-SENTINEL"
     "#;
 
     fn load(env: &[(&str, &str)], osp_config: Option<&str>) -> Result<WorkerConfig, String> {
+        load_with(PROFILE, env, osp_config)
+    }
+
+    /// Loads a worker configuration with `profiles` as the `temporal.toml` file; asserts that
+    /// no `SENTINEL` value shows in the result.
+    fn load_with(
+        profiles: &str,
+        env: &[(&str, &str)],
+        osp_config: Option<&str>,
+    ) -> Result<WorkerConfig, String> {
         let mut map: HashMap<String, String> = env
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -228,7 +260,7 @@ mod tests {
         let read = |path: &Path| -> std::io::Result<String> {
             match path.to_str() {
                 Some("/etc/temporal.toml" | "/home/osp/.config/temporalio/temporal.toml") => {
-                    Ok(PROFILE.to_owned())
+                    Ok(profiles.to_owned())
                 }
                 Some("/etc/osp.toml") => Ok(osp_config.unwrap_or_default().to_owned()),
                 Some("/certs/client.pem") => Ok("-----BEGIN CERTIFICATE-----\nx\n".into()),
@@ -311,7 +343,7 @@ mod tests {
     }
 
     #[test]
-    fn a_named_file_or_profile_that_is_missing_and_unsupported_keys_are_problems() {
+    fn a_named_file_or_profile_that_is_missing_is_a_problem() {
         let error = load(&[("TEMPORAL_CONFIG_FILE", "/etc/missing.toml")], None).unwrap_err();
         assert!(
             error.contains("TEMPORAL_CONFIG_FILE: cannot read `/etc/missing.toml`"),
@@ -329,15 +361,102 @@ mod tests {
             error.contains("TEMPORAL_PROFILE: no profile `staging` in `/etc/temporal.toml`"),
             "{error}"
         );
-        let error = load(
+    }
+
+    const FILE: (&str, &str) = ("TEMPORAL_CONFIG_FILE", "/etc/temporal.toml");
+
+    #[test]
+    fn inline_pem_data_the_server_name_and_grpc_meta_are_used() {
+        let config = load(&[FILE, ("TEMPORAL_PROFILE", "inline")], None).unwrap();
+        let temporal = &config.temporal;
+        let tls = temporal.tls.as_ref().unwrap();
+        assert_eq!(
+            tls.client_cert_pem.as_deref(),
+            Some("-----BEGIN CERTIFICATE-----\ncert\n")
+        );
+        assert_eq!(
+            tls.client_key_pem.as_ref().map(|k| k.expose()),
+            Some("-----BEGIN PRIVATE KEY-----\nKEYDATA-SENTINEL\n")
+        );
+        assert_eq!(
+            tls.server_ca_cert_pem.as_deref(),
+            Some("-----BEGIN CERTIFICATE-----\nca\n")
+        );
+        assert_eq!(tls.server_name.as_deref(), Some("frontend.internal"));
+        // Names as the CLI sends them: lowercased, underscores as hyphens.
+        let meta: Vec<(&str, &str)> = temporal
+            .grpc_meta
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.expose()))
+            .collect();
+        assert_eq!(
+            meta,
+            [
+                ("authorization", "Bearer META-SENTINEL"),
+                ("x-tenant-id", "osp")
+            ]
+        );
+        let shown = config.to_string();
+        for want in [
+            "temporal.tls.server_name=frontend.internal",
+            "temporal.tls.client_cert=set",
+            "temporal.tls.server_ca=custom",
+            "temporal.grpc_meta=authorization,x-tenant-id",
+        ] {
+            assert!(
+                shown.split(' ').any(|field| field == want),
+                "{want} in {shown}"
+            );
+        }
+        // A path from the environment is a higher layer than the profile's inline data.
+        let config = load(
             &[
-                ("TEMPORAL_CONFIG_FILE", "/etc/temporal.toml"),
+                FILE,
                 ("TEMPORAL_PROFILE", "inline"),
+                ("TEMPORAL_TLS_CLIENT_CERT_PATH", "/certs/client.pem"),
             ],
             None,
         )
-        .unwrap_err();
-        assert!(error.contains("grpc_meta in profile `inline`"), "{error}");
-        assert!(error.contains("tls.client_cert_data in profile `inline` in /etc/temporal.toml: is not supported by OSP: use the `_path` form"), "{error}");
+        .unwrap();
+        assert_eq!(
+            config.temporal.tls.unwrap().client_cert_pem.as_deref(),
+            Some("-----BEGIN CERTIFICATE-----\nx\n")
+        );
+    }
+
+    #[test]
+    fn what_osp_cannot_honour_or_check_is_a_problem() {
+        let error = load(&[FILE, ("TEMPORAL_PROFILE", "unverified")], None).unwrap_err();
+        assert!(
+            error.contains("tls.disable_host_verification in profile `unverified` in /etc/temporal.toml: is not supported by OSP"),
+            "{error}"
+        );
+        let error = load(&[FILE, ("TEMPORAL_PROFILE", "not_pem")], None).unwrap_err();
+        assert!(
+            error.contains("tls.server_ca_cert_data in profile `not_pem` in /etc/temporal.toml: the value is not a PEM file (no -----BEGIN line)"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn errors_in_the_file_never_quote_its_secrets() {
+        // `load_with` checks that no SENTINEL shows; each message says what and where.
+        for (text, expected) in [
+            (
+                "[profile.default]\naddress = \"a:1\"\napi_key = [\"KEY-SENTINEL\"]\n",
+                "TEMPORAL_CONFIG_FILE: `/etc/temporal.toml` is not a Temporal client configuration: a key has a value of the wrong type",
+            ),
+            (
+                "[profile.default]\napi_key = \"KEY-SENTINEL\n",
+                "TEMPORAL_CONFIG_FILE: `/etc/temporal.toml` is not valid TOML at line 2, column",
+            ),
+            (
+                "[profile.default.tls]\nclient_key_path = \"/k\"\nclient_key_data = \"KEYDATA-SENTINEL\"\n",
+                "TEMPORAL_CONFIG_FILE: `/etc/temporal.toml`: Cannot specify both client_key_path and client_key_data",
+            ),
+        ] {
+            let error = load_with(text, &[FILE, ("TEMPORAL_ADDRESS", "t:1")], None).unwrap_err();
+            assert!(error.contains(expected), "{expected} in\n{error}");
+        }
     }
 }

@@ -54,7 +54,8 @@ pub const TEMPORAL_DEPLOYMENT_NAME: Key =
 pub const TEMPORAL_WORKER_BUILD_ID: Key =
     Key::new("TEMPORAL_WORKER_BUILD_ID", "temporal.worker_build_id");
 /// Where `deployWorkerWorkflow` writes manifests; default `manifests`.
-pub const OSP_MANIFEST_DIR: Key = Key::new("OSP_MANIFEST_DIR", "worker.manifest_dir").or("manifests");
+pub const OSP_MANIFEST_DIR: Key =
+    Key::new("OSP_MANIFEST_DIR", "worker.manifest_dir").or("manifests");
 /// The deployer's argv template as a JSON array of strings; none by default.
 pub const OSP_DEPLOYER_COMMAND: Key = Key::new("OSP_DEPLOYER_COMMAND", "worker.deployer_command");
 /// `log` (default) or `cloudflare`.
@@ -221,9 +222,7 @@ impl WorkerSettings {
         let activities = cx
             .get(&OSP_MAX_CONCURRENT_ACTIVITIES, count(1, 10_000))
             .value();
-        let grace = cx
-            .get(&OSP_SHUTDOWN_GRACE_SECONDS, count(0, 3_600))
-            .value();
+        let grace = cx.get(&OSP_SHUTDOWN_GRACE_SECONDS, count(0, 3_600)).value();
         let pool = cx
             .get(&OSP_DATABASE_POOL_SIZE, count(1, 1_000))
             .or_default(|| 10);
@@ -426,8 +425,8 @@ impl fmt::Display for WorkerSettings {
 mod tests {
     use std::collections::HashMap;
 
-    use crate::{Sources, WorkerConfig};
     use super::*;
+    use crate::{Sources, WorkerConfig};
 
     fn load(pairs: &[(&str, &str)]) -> Result<WorkerConfig, String> {
         let mut env: HashMap<String, String> = [
