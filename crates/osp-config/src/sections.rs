@@ -412,7 +412,7 @@ impl HealthSettings {
         let enabled = cx.get(&ENABLE_HEALTH_CHECK, parse_bool).value();
         let port = cx
             .get(&HEALTH_CHECK_PORT, |s| {
-                parse_port(s).map_err(InvalidValue::new)
+                parse_port(s).map_err(InvalidValue::from)
             })
             .value();
         Some(HealthSettings {

@@ -280,9 +280,7 @@ pub(crate) fn parse_http_url(s: &str) -> Result<String, InvalidValue> {
                 .next()
                 .unwrap_or_default();
             let port = authority.rsplit_once(':').map_or("", |(_, port)| port);
-            let reason = parse_port(port)
-                .err()
-                .unwrap_or("is out of range 1..=65535");
+            let reason = parse_port(port).err().unwrap_or(PortError::OutOfRange);
             return Err(InvalidValue::new(format!("port {reason}")));
         }
         // `url`'s messages are fixed texts ("invalid IPv6 address"), never the input.
@@ -345,15 +343,30 @@ fn split_authority(s: &str) -> Result<Authority<'_>, InvalidValue> {
     Ok(Authority { host, port })
 }
 
-/// A TCP port, 1 to 65535. The reason is phrased to follow "port" or a key name.
-pub(crate) fn parse_port(s: &str) -> Result<u16, &'static str> {
+/// Why a port was rejected, phrased to follow "port" or a key name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum PortError {
+    #[error("is not a number")]
+    NotANumber,
+    #[error("is out of range 1..=65535")]
+    OutOfRange,
+}
+
+impl From<PortError> for InvalidValue {
+    fn from(error: PortError) -> Self {
+        InvalidValue::new(error.to_string())
+    }
+}
+
+/// A TCP port, 1 to 65535.
+pub(crate) fn parse_port(s: &str) -> Result<u16, PortError> {
     if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return Err("is not a number");
+        return Err(PortError::NotANumber);
     }
     // All digits, so the only way `parse` fails is overflow: out of range as well.
     match s.parse::<u32>() {
-        Ok(port @ 1..=65535) => u16::try_from(port).map_err(|_| "is out of range 1..=65535"),
-        _ => Err("is out of range 1..=65535"),
+        Ok(port @ 1..=65535) => u16::try_from(port).map_err(|_| PortError::OutOfRange),
+        _ => Err(PortError::OutOfRange),
     }
 }
 

@@ -382,7 +382,7 @@ impl EmailSettings {
             .value();
         let host = cx.get(&SMTP_HOST, parse_non_empty);
         let port = cx
-            .get(&SMTP_PORT, |s| parse_port(s).map_err(InvalidValue::new))
+            .get(&SMTP_PORT, |s| parse_port(s).map_err(InvalidValue::from))
             .value();
         let security = cx
             .get(&SMTP_SECURITY, |s| match s {
