@@ -42,7 +42,11 @@ fn join(errors: &[FieldError]) -> String {
 pub enum RuleError {
     /// Too short or too long, counted in characters.
     #[error("must be {min} to {max} characters (got {count})")]
-    Length { min: usize, max: usize, count: usize },
+    Length {
+        min: usize,
+        max: usize,
+        count: usize,
+    },
     /// Empty or only white space.
     #[error("must not be empty")]
     Empty,
