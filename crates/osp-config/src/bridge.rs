@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::keys::Key;
 use super::layers::{Context, Setting};
 use super::sections::{Fields, SupabaseSettings, write_fields};
-use super::values::{InvalidValue, as_usize, parse_bool};
+use super::values::{InvalidValue, as_usize, parse_bool, whole_number};
 use super::worker::{OSP_DATABASE_POOL_SIZE, OSP_SHUTDOWN_GRACE_SECONDS};
 
 /// Prefix of the bridge's worker id in claims and logs; a random suffix is added per process,
@@ -66,15 +66,6 @@ pub const BRIDGE_KEYS: &[Key] = &[
 
 /// Longest bridge id: it is stored in every claim and shown in logs.
 const MAX_ID_CHARS: usize = 100;
-
-fn number(min: u64, max: u64) -> impl Fn(&str) -> Result<u64, InvalidValue> {
-    move |s| match s.parse::<u64>() {
-        Ok(n) if (min..=max).contains(&n) => Ok(n),
-        _ => Err(InvalidValue::new(format!(
-            "must be a whole number from {min} to {max}"
-        ))),
-    }
-}
 
 fn parse_id(s: &str) -> Result<String, InvalidValue> {
     let chars = s.chars().count();
@@ -170,35 +161,43 @@ impl BridgeSettings {
         supabase: Option<&Option<SupabaseSettings>>,
     ) -> Option<Self> {
         let id = cx.get(&OSP_BRIDGE_ID, parse_id).value();
-        let batch_size = cx.get(&OSP_BRIDGE_BATCH_SIZE, number(1, 1_000)).value();
-        let max_in_flight = cx.get(&OSP_BRIDGE_MAX_IN_FLIGHT, number(1, 10_000)).value();
-        let lease = cx.get(&OSP_BRIDGE_LEASE_SECONDS, number(5, 86_400)).value();
-        let max_attempts = cx.get(&OSP_BRIDGE_MAX_ATTEMPTS, number(1, 1_000)).value();
-        let retry_initial = cx.get(&OSP_BRIDGE_RETRY_INITIAL_MS, number(1, 3_600_000));
-        let retry_max = cx.get(&OSP_BRIDGE_RETRY_MAX_MS, number(1, 86_400_000));
+        let batch_size = cx
+            .get(&OSP_BRIDGE_BATCH_SIZE, whole_number(1, 1_000))
+            .value();
+        let max_in_flight = cx
+            .get(&OSP_BRIDGE_MAX_IN_FLIGHT, whole_number(1, 10_000))
+            .value();
+        let lease = cx
+            .get(&OSP_BRIDGE_LEASE_SECONDS, whole_number(5, 86_400))
+            .value();
+        let max_attempts = cx
+            .get(&OSP_BRIDGE_MAX_ATTEMPTS, whole_number(1, 1_000))
+            .value();
+        let retry_initial = cx.get(&OSP_BRIDGE_RETRY_INITIAL_MS, whole_number(1, 3_600_000));
+        let retry_max = cx.get(&OSP_BRIDGE_RETRY_MAX_MS, whole_number(1, 86_400_000));
         let sweep = cx
-            .get(&OSP_BRIDGE_SWEEP_INTERVAL_MS, number(10, 3_600_000))
+            .get(&OSP_BRIDGE_SWEEP_INTERVAL_MS, whole_number(10, 3_600_000))
             .value();
         let fallback = cx
             .get(
                 &OSP_BRIDGE_FALLBACK_SWEEP_INTERVAL_MS,
-                number(10, 3_600_000),
+                whole_number(10, 3_600_000),
             )
             .value();
         let max_payload = cx
             .get(
                 &OSP_BRIDGE_MAX_PAYLOAD_BYTES,
-                number(1_024, 64 * 1024 * 1024),
+                whole_number(1_024, 64 * 1024 * 1024),
             )
             .value();
         let realtime = cx.get(&OSP_BRIDGE_REALTIME, parse_bool);
         let grace = cx
-            .get(&OSP_SHUTDOWN_GRACE_SECONDS, number(0, 3_600))
+            .get(&OSP_SHUTDOWN_GRACE_SECONDS, whole_number(0, 3_600))
             .value();
         // Each dispatch holds a connection while its start is in flight (the stream stays
         // locked until the start is recorded), so the default leaves room for claims too.
         let pool = cx
-            .get(&OSP_DATABASE_POOL_SIZE, number(3, 10_000))
+            .get(&OSP_DATABASE_POOL_SIZE, whole_number(3, 10_000))
             .optional();
 
         let retry_initial = match retry_initial {
@@ -281,28 +280,11 @@ impl fmt::Display for BridgeSettings {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-
     use super::*;
-    use crate::{BridgeConfig, Sources};
+    use crate::BridgeConfig;
 
     fn load(pairs: &[(&str, &str)]) -> Result<BridgeConfig, String> {
-        let mut env: HashMap<String, String> = [
-            ("TEMPORAL_ADDRESS", "localhost:7233"),
-            ("DATABASE_URL", "postgres://u:pw@db/osp"),
-        ]
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect();
-        for (k, v) in pairs {
-            env.insert((*k).to_owned(), (*v).to_owned());
-        }
-        let read = |_: &std::path::Path| Err(std::io::Error::from(std::io::ErrorKind::NotFound));
-        BridgeConfig::load(&Sources {
-            env: &env,
-            read_file: &read,
-        })
-        .map_err(|e| e.to_string())
+        crate::tests::load_over_base(pairs, BridgeConfig::load)
     }
 
     #[test]

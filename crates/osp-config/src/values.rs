@@ -416,6 +416,16 @@ fn strip_prefix_ignore_case<'s>(s: &'s str, prefix: &str) -> Option<&'s str> {
         .then(|| &s[prefix.len()..])
 }
 
+/// A whole number from `min` to `max`.
+pub(crate) fn whole_number(min: u64, max: u64) -> impl Fn(&str) -> Result<u64, InvalidValue> {
+    move |s| match s.parse::<u64>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(InvalidValue::new(format!(
+            "must be a whole number from {min} to {max}"
+        ))),
+    }
+}
+
 /// A count parsed as u64, as a usize (saturating: the parsers bound counts far below it).
 pub(crate) fn as_usize(n: u64) -> usize {
     usize::try_from(n).unwrap_or(usize::MAX)

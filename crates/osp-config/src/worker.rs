@@ -11,7 +11,7 @@ use super::layers::{Context, Setting};
 use super::sections::Fields;
 use super::values::{
     InvalidValue, REDACTED, Secret, as_usize, parse_http_url, parse_non_empty, parse_port,
-    redact_url,
+    redact_url, whole_number,
 };
 
 const fn secret(env: &'static str, file: &'static str) -> Key {
@@ -112,15 +112,6 @@ pub const WORKER_KEYS: &[Key] = &[
     SMTP_FROM,
 ];
 
-fn count(min: u64, max: u64) -> impl Fn(&str) -> Result<u64, InvalidValue> {
-    move |s| match s.parse::<u64>() {
-        Ok(n) if (min..=max).contains(&n) => Ok(n),
-        _ => Err(InvalidValue::new(format!(
-            "must be a whole number from {min} to {max}"
-        ))),
-    }
-}
-
 /// How the worker runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkerSettings {
@@ -217,17 +208,19 @@ impl WorkerSettings {
 
     pub(super) fn parse(cx: &mut Context<'_>) -> Option<Self> {
         let workflow_tasks = cx
-            .get(&OSP_MAX_CONCURRENT_WORKFLOW_TASKS, count(2, 10_000))
+            .get(&OSP_MAX_CONCURRENT_WORKFLOW_TASKS, whole_number(2, 10_000))
             .value();
         let activities = cx
-            .get(&OSP_MAX_CONCURRENT_ACTIVITIES, count(1, 10_000))
+            .get(&OSP_MAX_CONCURRENT_ACTIVITIES, whole_number(1, 10_000))
             .value();
-        let grace = cx.get(&OSP_SHUTDOWN_GRACE_SECONDS, count(0, 3_600)).value();
+        let grace = cx
+            .get(&OSP_SHUTDOWN_GRACE_SECONDS, whole_number(0, 3_600))
+            .value();
         let pool = cx
-            .get(&OSP_DATABASE_POOL_SIZE, count(1, 1_000))
+            .get(&OSP_DATABASE_POOL_SIZE, whole_number(1, 1_000))
             .or_default(|| 10);
         let heartbeat = cx
-            .get(&OSP_REGISTRY_HEARTBEAT_SECONDS, count(1, 3_600))
+            .get(&OSP_REGISTRY_HEARTBEAT_SECONDS, whole_number(1, 3_600))
             .value();
         let name = cx.get(&TEMPORAL_DEPLOYMENT_NAME, parse_non_empty);
         let build = cx.get(&TEMPORAL_WORKER_BUILD_ID, parse_non_empty);
@@ -423,28 +416,11 @@ impl fmt::Display for WorkerSettings {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-
     use super::*;
-    use crate::{Sources, WorkerConfig};
+    use crate::WorkerConfig;
 
     fn load(pairs: &[(&str, &str)]) -> Result<WorkerConfig, String> {
-        let mut env: HashMap<String, String> = [
-            ("TEMPORAL_ADDRESS", "localhost:7233"),
-            ("DATABASE_URL", "postgres://u:pw@db/osp"),
-        ]
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect();
-        for (k, v) in pairs {
-            env.insert((*k).to_owned(), (*v).to_owned());
-        }
-        let read = |_: &std::path::Path| Err(std::io::Error::from(std::io::ErrorKind::NotFound));
-        WorkerConfig::load(&Sources {
-            env: &env,
-            read_file: &read,
-        })
-        .map_err(|e| e.to_string())
+        crate::tests::load_over_base(pairs, WorkerConfig::load)
     }
 
     #[test]

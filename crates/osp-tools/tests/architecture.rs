@@ -94,6 +94,16 @@ impl Graph {
     }
 }
 
+/// Database drivers, HTTP and mail clients: what the pure crates must not link.
+const IO_LIBRARIES: [&str; 6] = [
+    "tokio-postgres",
+    "deadpool-postgres",
+    "reqwest",
+    "lettre",
+    "hyper-rustls",
+    "tokio-postgres-rustls",
+];
+
 #[test]
 fn osp_core_depends_on_no_other_osp_crate_and_no_io_library() {
     let graph = Graph::load();
@@ -101,14 +111,7 @@ fn osp_core_depends_on_no_other_osp_crate_and_no_io_library() {
     // temporalio-common (for the activity definitions) brings the SDK's protobuf and gRPC
     // types; no database driver, HTTP or mail client may come in.
     let linked = graph.transitive("osp-core");
-    for io in [
-        "tokio-postgres",
-        "deadpool-postgres",
-        "reqwest",
-        "lettre",
-        "hyper-rustls",
-        "tokio-postgres-rustls",
-    ] {
+    for io in IO_LIBRARIES {
         assert!(!linked.contains(io), "osp-core links {io}");
     }
     assert!(
@@ -131,14 +134,7 @@ fn osp_config_depends_on_the_contracts_only_and_no_io_library() {
         BTreeSet::from(["osp-core".to_owned()])
     );
     let linked = graph.transitive("osp-config");
-    for io in [
-        "tokio-postgres",
-        "deadpool-postgres",
-        "reqwest",
-        "lettre",
-        "hyper-rustls",
-        "tokio-postgres-rustls",
-    ] {
+    for io in IO_LIBRARIES {
         assert!(!linked.contains(io), "osp-config links {io}");
     }
     for direct in ["tokio", "anyhow"] {
