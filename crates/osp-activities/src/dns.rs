@@ -12,8 +12,8 @@ use hyper::{Method, Request, StatusCode};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use osp_config::redact_url;
 use osp_core::activities::DnsRecord;
-use osp_core::config::redact_url;
 use serde_json::{Value, json};
 
 /// Why a DNS operation failed.

@@ -60,7 +60,7 @@ impl Mailer for LogMailer {
 
 /// How to reach the SMTP server: the configuration's own type (`none` is only for a server
 /// on the same host or network namespace).
-pub use osp_core::config::SmtpSecurity;
+pub use osp_config::SmtpSecurity;
 
 /// Settings of [`SmtpMailer`].
 #[derive(Clone)]

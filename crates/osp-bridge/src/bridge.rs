@@ -7,7 +7,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use osp_core::config::BridgeConfig;
+use osp_config::BridgeConfig;
 use osp_runtime::backoff::Backoff;
 use osp_runtime::{Health, Metrics};
 use temporalio_common::telemetry::metrics::TemporalMeter;

@@ -12,7 +12,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use osp_core::config::BridgeSettings;
+use osp_config::BridgeSettings;
 use osp_runtime::backoff::Backoff;
 use tokio::sync::watch;
 use tokio::time::Instant;

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 
 use osp_activities::db::DbError;
 use osp_activities::jobs::{self, JobDetail, JobFilter, JobSummary, JobsError};
-use osp_core::config::DatabaseSettings;
+use osp_config::DatabaseSettings;
 use uuid::Uuid;
 
 /// One queue operation.

@@ -18,7 +18,7 @@ mod wake;
 
 use std::future::Future;
 
-use osp_core::config::BridgeConfig;
+use osp_config::BridgeConfig;
 use temporalio_common::telemetry::{TelemetryOptions, telemetry_init};
 use tokio::net::TcpListener;
 

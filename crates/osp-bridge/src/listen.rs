@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use osp_core::config::DatabaseUrl;
+use osp_config::DatabaseUrl;
 use osp_core::events::WORKFLOW_QUEUE_CHANNEL;
 use osp_runtime::backoff::Backoff;
 use tokio::sync::mpsc::UnboundedReceiver;

@@ -8,7 +8,7 @@ use std::task::Poll;
 use clap::{Parser, Subcommand};
 use osp_activities::jobs::{JobFilter, JobStatus};
 use osp_bridge::{JobsCommand, run_jobs};
-use osp_core::config::{BridgeConfig, Sources};
+use osp_config::{BridgeConfig, Sources};
 use uuid::Uuid;
 
 /// Turns queued workflow jobs into Temporal workflow starts. Configuration comes from the

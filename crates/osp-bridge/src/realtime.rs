@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
-use osp_core::config::{SupabaseSettings, redact_url};
+use osp_config::{SupabaseSettings, redact_url};
 use osp_runtime::backoff::Backoff;
 use serde_json::{Value, json};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -375,7 +375,7 @@ mod tests {
     use std::io;
     use std::sync::Mutex;
 
-    use osp_core::config::Secret;
+    use osp_config::Secret;
     use tokio::net::TcpListener;
     use tokio::sync::Notify;
     use tracing::instrument::WithSubscriber;

@@ -1,9 +1,8 @@
-//! OSP contracts: the names, payloads, event types, manifest and configuration that other
-//! programs depend on (`../shared/CONTRACTS.md`, kept in `docs/contracts.md`). Pure data and
-//! validation; no I/O.
+//! OSP contracts: the names, payloads, event types and manifest that other programs depend
+//! on (`../shared/CONTRACTS.md`, kept in `docs/contracts.md`). Pure data and validation; no
+//! I/O. Configuration lives in `osp-config`.
 
 pub mod activities;
-pub mod config;
 pub mod events;
 pub mod manifest;
 pub mod payloads;

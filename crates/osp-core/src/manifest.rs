@@ -110,8 +110,8 @@ impl WorkerManifest {
         );
 
         let schema = ServiceSchema::parse(&raw.service_schema);
-        if let Err(message) = &schema {
-            checker.fail("service_schema", message.clone());
+        if let Err(error) = &schema {
+            checker.fail("service_schema", error.to_string());
         }
         if let Some(queue) = &raw.task_queue {
             checker.check("task_queue", task_queue(queue));
@@ -172,11 +172,11 @@ impl WorkerManifest {
             .map(|(_, queue)| queue)
             .or(default_queue)
             .unwrap_or_default();
-        let service_schema = schema.map_err(|message| InvalidInput {
+        let service_schema = schema.map_err(|error| InvalidInput {
             payload: "manifest",
             errors: vec![validate::FieldError {
                 field: "service_schema".into(),
-                message,
+                message: error.to_string(),
             }],
         })?;
         let workflows = raw

@@ -230,10 +230,10 @@ impl WorkerDeploymentRequest {
 }
 
 /// A task queue name: not empty, no white space, at most 1000 characters.
-pub(crate) fn task_queue(value: &str) -> Result<(), String> {
+pub(crate) fn task_queue(value: &str) -> Result<(), validate::RuleError> {
     validate::text(value, 1000)?;
     if value.chars().any(char::is_whitespace) {
-        return Err("must not contain white space".to_owned());
+        return Err(validate::RuleError::WhiteSpace);
     }
     Ok(())
 }

@@ -36,6 +36,45 @@ fn join(errors: &[FieldError]) -> String {
         .join("; ")
 }
 
+/// Why one value breaks a rule. The message follows the field's name (`name: must not be
+/// empty`); a rule is a pure check, so no error has a cause beneath it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RuleError {
+    /// Too short or too long, counted in characters.
+    #[error("must be {min} to {max} characters (got {count})")]
+    Length {
+        min: usize,
+        max: usize,
+        count: usize,
+    },
+    /// Empty or only white space.
+    #[error("must not be empty")]
+    Empty,
+    /// White space where none is allowed.
+    #[error("must not contain white space")]
+    WhiteSpace,
+    /// A character a DNS label cannot hold.
+    #[error("must contain only lowercase letters, digits and '-' (found {0:?})")]
+    DnsLabelCharacter(char),
+    /// A DNS label starting or ending with `-`.
+    #[error("must not start or end with '-'")]
+    DnsLabelHyphen,
+    /// A character that would end or escape a display name in a mail header.
+    #[error("must not contain {0:?}: it would break the invitation email's header")]
+    HeaderCharacter(char),
+    /// Not an address a mail server would deliver to.
+    #[error("must be an email address like name@example.com")]
+    Email,
+    /// Not a lowercase identifier: bad first character or too long.
+    #[error(
+        "must be a lowercase identifier: a letter or '_' first, then letters, digits or '_', at most 63 characters"
+    )]
+    Identifier,
+    /// A character a lowercase identifier cannot hold.
+    #[error("must contain only lowercase letters, digits and '_' (found {0:?})")]
+    IdentifierCharacter(char),
+}
+
 /// Collects field errors for one payload.
 #[derive(Debug)]
 pub(crate) struct Checker {
@@ -59,9 +98,9 @@ impl Checker {
     }
 
     /// Records `check`'s error, if any, under `field`.
-    pub(crate) fn check(&mut self, field: impl Into<String>, check: Result<(), String>) {
-        if let Err(message) = check {
-            self.fail(field, message);
+    pub(crate) fn check(&mut self, field: impl Into<String>, check: Result<(), RuleError>) {
+        if let Err(error) = check {
+            self.fail(field, error.to_string());
         }
     }
 
@@ -78,42 +117,41 @@ impl Checker {
 }
 
 /// A length rule in characters (not bytes), as a user counts them.
-pub(crate) fn length_between(value: &str, min: usize, max: usize) -> Result<(), String> {
+pub(crate) fn length_between(value: &str, min: usize, max: usize) -> Result<(), RuleError> {
     let count = value.chars().count();
     if count < min || count > max {
-        Err(format!("must be {min} to {max} characters (got {count})"))
+        Err(RuleError::Length { min, max, count })
     } else {
         Ok(())
     }
 }
 
 /// Text that must say something: not empty and not only white space.
-pub(crate) fn text(value: &str, max: usize) -> Result<(), String> {
+pub(crate) fn text(value: &str, max: usize) -> Result<(), RuleError> {
     if value.trim().is_empty() {
-        return Err("must not be empty".to_owned());
+        return Err(RuleError::Empty);
     }
     length_between(value, 1, max)
 }
 
 /// One DNS label: lowercase letters, digits and `-`, 1 to 63 characters, not starting or
 /// ending with `-`.
-pub fn dns_label(value: &str) -> Result<(), String> {
+pub fn dns_label(value: &str) -> Result<(), RuleError> {
     if value.is_empty() || value.len() > 63 {
-        return Err(format!(
-            "must be 1 to 63 characters (got {})",
-            value.chars().count()
-        ));
+        return Err(RuleError::Length {
+            min: 1,
+            max: 63,
+            count: value.chars().count(),
+        });
     }
     if let Some(bad) = value
         .chars()
         .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
     {
-        return Err(format!(
-            "must contain only lowercase letters, digits and '-' (found {bad:?})"
-        ));
+        return Err(RuleError::DnsLabelCharacter(bad));
     }
     if value.starts_with('-') || value.ends_with('-') {
-        return Err("must not start or end with '-'".to_owned());
+        return Err(RuleError::DnsLabelHyphen);
     }
     Ok(())
 }
@@ -123,27 +161,24 @@ pub fn dns_label(value: &str) -> Result<(), String> {
 /// `\`) and no control characters (a line break would start a new header). Checked with the
 /// payload, because the invitation email is sent last, after the organization, its DNS
 /// record and the invitations exist.
-pub(crate) fn display_name(value: &str, max: usize) -> Result<(), String> {
+pub(crate) fn display_name(value: &str, max: usize) -> Result<(), RuleError> {
     if let Some(bad) = value
         .chars()
         .find(|c| matches!(c, '<' | '>' | '"' | '\\') || c.is_control())
     {
-        return Err(format!(
-            "must not contain {bad:?}: it would break the invitation email's header"
-        ));
+        return Err(RuleError::HeaderCharacter(bad));
     }
     length_between(value, 0, max)
 }
 
 /// An email address as a mail server would accept it for delivery: one `@`, a local part,
 /// a domain of DNS labels with at least one dot, no white space or control characters.
-pub fn email(value: &str) -> Result<(), String> {
-    const PROBLEM: &str = "must be an email address like name@example.com";
+pub fn email(value: &str) -> Result<(), RuleError> {
     if value.len() > 254 || value.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(PROBLEM.to_owned());
+        return Err(RuleError::Email);
     }
     let Some((local, domain)) = value.split_once('@') else {
-        return Err(PROBLEM.to_owned());
+        return Err(RuleError::Email);
     };
     let local_ok = !local.is_empty()
         && local.len() <= 64
@@ -162,7 +197,7 @@ pub fn email(value: &str) -> Result<(), String> {
     if local_ok && domain_ok {
         Ok(())
     } else {
-        Err(PROBLEM.to_owned())
+        Err(RuleError::Email)
     }
 }
 
@@ -174,23 +209,18 @@ pub struct ServiceSchema(String);
 
 impl ServiceSchema {
     /// Checks `value` against the identifier rule.
-    pub fn parse(value: &str) -> Result<Self, String> {
+    pub fn parse(value: &str) -> Result<Self, RuleError> {
         let mut chars = value.chars();
         let first_ok = chars
             .next()
             .is_some_and(|c| c.is_ascii_lowercase() || c == '_');
         if !first_ok || value.len() > 63 {
-            return Err(
-                "must be a lowercase identifier: a letter or '_' first, then letters, digits or '_', at most 63 characters"
-                    .to_owned(),
-            );
+            return Err(RuleError::Identifier);
         }
         if let Some(bad) =
             chars.find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_'))
         {
-            return Err(format!(
-                "must contain only lowercase letters, digits and '_' (found {bad:?})"
-            ));
+            return Err(RuleError::IdentifierCharacter(bad));
         }
         Ok(Self(value.to_owned()))
     }
@@ -211,8 +241,9 @@ impl fmt::Display for ServiceSchema {
 mod tests {
     use super::*;
 
-    fn check(rule: fn(&str) -> Result<(), String>, value: &str, expected: Result<(), &str>) {
-        assert_eq!(rule(value), expected.map_err(str::to_owned), "{value:?}");
+    fn check(rule: fn(&str) -> Result<(), RuleError>, value: &str, expected: Result<(), &str>) {
+        let got = rule(value).map_err(|error| error.to_string());
+        assert_eq!(got, expected.map_err(str::to_owned), "{value:?}");
     }
 
     #[test]

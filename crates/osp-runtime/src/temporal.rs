@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use osp_core::config::TemporalSettings;
+use osp_config::TemporalSettings;
 use temporalio_client::{
     Client, ClientOptions, ClientTlsOptions, Connection, ConnectionOptions, GrpcCompression,
     TlsOptions, Url,
@@ -62,8 +62,8 @@ pub async fn connect(
         .maybe_metrics_meter(meter)
         .connect_timeout(Duration::from_secs(10))
         .grpc_compression(match settings.compression {
-            osp_core::config::GrpcCompression::None => GrpcCompression::None,
-            osp_core::config::GrpcCompression::Gzip => GrpcCompression::Gzip,
+            osp_config::GrpcCompression::None => GrpcCompression::None,
+            osp_config::GrpcCompression::Gzip => GrpcCompression::Gzip,
         })
         .build();
     let connection = Connection::connect(options)

@@ -7,9 +7,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::process::{
-    self, NotStarted, PORT_ATTEMPTS, PortPlan, ServerProcess, StopSignal, TempDir,
-};
+use super::process::{self, Launch, PortPlan, ServerProcess, StopSignal, TempDir};
 use super::{ProbeError, StackError, binaries};
 
 /// How long a started nginx gets to listen.
@@ -61,8 +59,16 @@ impl TlsGrpcProxy {
             port: 0,
             dir,
         };
-        for attempt in 0..PORT_ATTEMPTS {
-            if let Some(port) = PortPlan::Fresh.port_for(attempt)? {
+        let log = proxy.log_path();
+        let launch = Launch {
+            what: "nginx",
+            log: &log,
+            plan: PortPlan::Fresh,
+            deadline: READY_DEADLINE,
+            other_ports: false,
+        };
+        let server = process::launch(launch, |port| {
+            if let Some(port) = port {
                 proxy.port = port;
             }
             let config = proxy.dir.path().join("nginx.conf");
@@ -78,29 +84,14 @@ impl TlsGrpcProxy {
                 .arg("-c")
                 .arg(&config)
                 .arg("-e")
-                .arg(proxy.log_path());
-            let mut server =
-                ServerProcess::spawn("nginx", command, &proxy.log_path(), StopSignal::Terminate)?;
-            // Listening is the readiness: the loop checks that nginx holds the port itself.
-            let ready = server
-                .wait_until_ready(proxy.port, READY_DEADLINE, || async {
-                    Ok::<(), ProbeError>(())
-                })
-                .await;
-            match ready {
-                Ok(()) => {
-                    proxy.process = Some(server);
-                    return Ok(proxy);
-                }
-                Err(NotStarted::PortInUse) => continue,
-                Err(NotStarted::Failed(error)) => return Err(error),
-            }
-        }
-        Err(StackError::StartupFailed {
-            what: "nginx".to_owned(),
-            reason: format!("another process took its port on each of {PORT_ATTEMPTS} attempts"),
-            log_tail: process::log_tail(&proxy.log_path()),
+                .arg(&log);
+            let server = ServerProcess::spawn("nginx", command, &log, StopSignal::Terminate)?;
+            // Listening is the readiness: `launch` checks that nginx holds the port itself.
+            Ok((server, proxy.port, || async { Ok::<(), ProbeError>(()) }))
         })
+        .await?;
+        proxy.process = Some(server);
+        Ok(proxy)
     }
 
     /// The port it listens on (127.0.0.1).

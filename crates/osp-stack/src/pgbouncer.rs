@@ -7,9 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::postgres::probe;
-use super::process::{
-    self, NotStarted, PORT_ATTEMPTS, PortPlan, ServerProcess, StopSignal, TempDir,
-};
+use super::process::{self, Launch, PortPlan, ServerProcess, StopSignal, TempDir};
 use super::{Postgres, StackError, binaries};
 
 /// How long a started PgBouncer gets to pass a query through to Postgres.
@@ -61,8 +59,16 @@ impl PgBouncer {
             password: postgres.password().to_owned(),
             dir,
         };
-        for attempt in 0..PORT_ATTEMPTS {
-            if let Some(port) = ports.port_for(attempt)? {
+        let log = bouncer.log_path();
+        let launch = Launch {
+            what: "pgbouncer",
+            log: &log,
+            plan: ports,
+            deadline: READY_DEADLINE,
+            other_ports: false,
+        };
+        let server = process::launch(launch, |port| {
+            if let Some(port) = port {
                 bouncer.port = port;
             }
             let config = bouncer.dir.path().join("pgbouncer.ini");
@@ -73,30 +79,13 @@ impl PgBouncer {
             process::hand_over(bouncer.dir.path())?;
             let mut command = process::command(&binary, bouncer.dir.path(), true);
             command.arg(&config);
-            let mut server = ServerProcess::spawn(
-                "pgbouncer",
-                command,
-                &bouncer.log_path(),
-                StopSignal::Terminate,
-            )?;
+            let server = ServerProcess::spawn("pgbouncer", command, &log, StopSignal::Terminate)?;
             let url = bouncer.url("postgres");
-            let ready = server
-                .wait_until_ready(bouncer.port, READY_DEADLINE, || probe(url.clone()))
-                .await;
-            match ready {
-                Ok(()) => {
-                    bouncer.process = Some(server);
-                    return Ok(bouncer);
-                }
-                Err(NotStarted::PortInUse) => continue,
-                Err(NotStarted::Failed(error)) => return Err(error),
-            }
-        }
-        Err(StackError::StartupFailed {
-            what: "pgbouncer".to_owned(),
-            reason: format!("another process took its port on each of {PORT_ATTEMPTS} attempts"),
-            log_tail: process::log_tail(&bouncer.log_path()),
+            Ok((server, bouncer.port, move || probe(url.clone())))
         })
+        .await?;
+        bouncer.process = Some(server);
+        Ok(bouncer)
     }
 
     /// The TCP port clients connect to.

@@ -9,9 +9,7 @@ use std::time::Duration;
 
 use tokio_postgres::NoTls;
 
-use super::process::{
-    self, NotStarted, PORT_ATTEMPTS, PortPlan, ServerProcess, StopSignal, TempDir,
-};
+use super::process::{self, Launch, PortPlan, ServerProcess, StopSignal, TempDir};
 use super::{ProbeError, StackError, binaries};
 
 /// The SQL of [`Postgres::apply_supabase_roles`], for callers that have a connection of
@@ -177,42 +175,31 @@ impl Postgres {
 
     /// Starts the postmaster, on another port while the port is taken (unless it must keep
     /// its port).
-    async fn launch(&mut self, ports: PortPlan) -> Result<(), StackError> {
-        for attempt in 0..PORT_ATTEMPTS {
-            if let Some(port) = ports.port_for(attempt)? {
+    async fn launch(&mut self, plan: PortPlan) -> Result<(), StackError> {
+        let log = self.log_path();
+        let launch = Launch {
+            what: "postgres",
+            log: &log,
+            plan,
+            deadline: READY_DEADLINE,
+            other_ports: false,
+        };
+        let server = process::launch(launch, |port| {
+            if let Some(port) = port {
                 self.port = port;
             }
-            let mut server = ServerProcess::spawn(
+            let server = ServerProcess::spawn(
                 "postgres",
                 self.postmaster_command(),
-                &self.log_path(),
+                &log,
                 StopSignal::Interrupt,
             )?;
             let url = self.url("postgres");
-            let ready = server
-                .wait_until_ready(self.port, READY_DEADLINE, || probe(url.clone()))
-                .await;
-            match ready {
-                Ok(()) => {
-                    self.process = Some(server);
-                    return Ok(());
-                }
-                Err(NotStarted::PortInUse) if ports != PortPlan::Keep => continue,
-                Err(NotStarted::PortInUse) => {
-                    return Err(StackError::StartupFailed {
-                        what: "postgres".to_owned(),
-                        reason: format!("its port {} is used by another process", self.port),
-                        log_tail: process::log_tail(&self.log_path()),
-                    });
-                }
-                Err(NotStarted::Failed(error)) => return Err(error),
-            }
-        }
-        Err(StackError::StartupFailed {
-            what: "postgres".to_owned(),
-            reason: format!("another process took its port on each of {PORT_ATTEMPTS} attempts"),
-            log_tail: process::log_tail(&self.log_path()),
+            Ok((server, self.port, move || probe(url.clone())))
         })
+        .await?;
+        self.process = Some(server);
+        Ok(())
     }
 
     fn log_path(&self) -> PathBuf {

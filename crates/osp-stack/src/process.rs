@@ -321,6 +321,62 @@ impl From<StackError> for NotStarted {
     }
 }
 
+/// What [`launch`] starts, and how.
+#[derive(Debug)]
+pub(crate) struct Launch<'a> {
+    /// The server, for messages; the same name its [`ServerProcess`] has.
+    pub(crate) what: &'static str,
+    /// Its log, whose tail ends a failure.
+    pub(crate) log: &'a Path,
+    /// Which port each attempt uses.
+    pub(crate) plan: PortPlan,
+    /// How long one attempt may take to become ready.
+    pub(crate) deadline: Duration,
+    /// The server listens on ports besides the planned one, which every attempt chooses
+    /// afresh: under [`PortPlan::Keep`] the taken port may be one of those, so retrying helps.
+    pub(crate) other_ports: bool,
+}
+
+/// Starts a server, on another port while the port is taken by another process: `start`
+/// spawns it on the port chosen for the attempt (`None`: keep the current one) and returns
+/// the process, the port it must listen on and the probe that says it is ready.
+pub(crate) async fn launch<P, Fut>(
+    launch: Launch<'_>,
+    mut start: impl FnMut(Option<u16>) -> Result<(ServerProcess, u16, P), StackError>,
+) -> Result<ServerProcess, StackError>
+where
+    P: FnMut() -> Fut,
+    Fut: Future<Output = Result<(), ProbeError>>,
+{
+    let failed = |reason: String| StackError::StartupFailed {
+        what: launch.what.to_owned(),
+        reason,
+        log_tail: log_tail(launch.log),
+    };
+    let retry_kept = launch.other_ports;
+    for attempt in 0..PORT_ATTEMPTS {
+        let (mut server, port, probe) = start(launch.plan.port_for(attempt)?)?;
+        match server.wait_until_ready(port, launch.deadline, probe).await {
+            Ok(()) => return Ok(server),
+            Err(NotStarted::PortInUse) if launch.plan != PortPlan::Keep || retry_kept => {}
+            Err(NotStarted::PortInUse) => {
+                return Err(failed(format!(
+                    "its port {port} is used by another process"
+                )));
+            }
+            Err(NotStarted::Failed(error)) => return Err(error),
+        }
+    }
+    let ports = if launch.other_ports {
+        "one of its ports"
+    } else {
+        "its port"
+    };
+    Err(failed(format!(
+        "another process took {ports} on each of {PORT_ATTEMPTS} attempts"
+    )))
+}
+
 impl ServerProcess {
     /// Starts `command` with stdout and stderr appended to `log`.
     pub(crate) fn spawn(

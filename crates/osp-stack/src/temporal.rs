@@ -10,9 +10,7 @@ use temporalio_client::{
 };
 use temporalio_common::protos::temporal::api::workflowservice::v1::DescribeNamespaceRequest;
 
-use super::process::{
-    self, NotStarted, PORT_ATTEMPTS, PortPlan, ServerProcess, StopSignal, TempDir,
-};
+use super::process::{self, Launch, PortPlan, ServerProcess, StopSignal, TempDir};
 use super::{LocalClientError, ProbeError, StackError, binaries};
 
 /// How long a started dev server gets to answer for every namespace it was asked to create.
@@ -125,44 +123,37 @@ impl TemporalDevServer {
     /// Starts the CLI, on other ports while one is taken. With [`PortPlan::Keep`] (a restart)
     /// the frontend port stays; the HTTP and metrics ports, which nobody is told about, may
     /// change.
-    async fn launch(&mut self, ports: PortPlan) -> Result<(), StackError> {
-        for attempt in 0..PORT_ATTEMPTS {
+    async fn launch(&mut self, plan: PortPlan) -> Result<(), StackError> {
+        let log = self.log_path();
+        let launch = Launch {
+            what: "temporal dev server",
+            log: &log,
+            plan,
+            deadline: READY_DEADLINE,
+            other_ports: true,
+        };
+        let server = process::launch(launch, |grpc| {
             let [http, metrics] = process::free_ports()?;
             self.ports = Ports {
-                grpc: ports.port_for(attempt)?.unwrap_or(self.ports.grpc),
+                grpc: grpc.unwrap_or(self.ports.grpc),
                 http,
                 metrics,
             };
-            let mut server = ServerProcess::spawn(
+            let server = ServerProcess::spawn(
                 "temporal dev server",
                 self.command(),
-                &self.log_path(),
+                &log,
                 StopSignal::Terminate,
             )?;
             let address = self.address();
             let mut namespaces = vec![DEFAULT_NAMESPACE.to_owned()];
             namespaces.extend(self.options.namespaces.iter().cloned());
-            let ready = server
-                .wait_until_ready(self.ports.grpc, READY_DEADLINE, || {
-                    probe(address.clone(), namespaces.clone())
-                })
-                .await;
-            match ready {
-                Ok(()) => {
-                    self.process = Some(server);
-                    return Ok(());
-                }
-                Err(NotStarted::PortInUse) => continue,
-                Err(NotStarted::Failed(error)) => return Err(error),
-            }
-        }
-        Err(StackError::StartupFailed {
-            what: "temporal dev server".to_owned(),
-            reason: format!(
-                "another process took one of its ports on each of {PORT_ATTEMPTS} attempts"
-            ),
-            log_tail: process::log_tail(&self.log_path()),
+            let probe = move || probe(address.clone(), namespaces.clone());
+            Ok((server, self.ports.grpc, probe))
         })
+        .await?;
+        self.process = Some(server);
+        Ok(())
     }
 
     fn log_path(&self) -> PathBuf {

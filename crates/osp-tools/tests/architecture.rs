@@ -94,6 +94,16 @@ impl Graph {
     }
 }
 
+/// Database drivers, HTTP and mail clients: what the pure crates must not link.
+const IO_LIBRARIES: [&str; 6] = [
+    "tokio-postgres",
+    "deadpool-postgres",
+    "reqwest",
+    "lettre",
+    "hyper-rustls",
+    "tokio-postgres-rustls",
+];
+
 #[test]
 fn osp_core_depends_on_no_other_osp_crate_and_no_io_library() {
     let graph = Graph::load();
@@ -101,14 +111,7 @@ fn osp_core_depends_on_no_other_osp_crate_and_no_io_library() {
     // temporalio-common (for the activity definitions) brings the SDK's protobuf and gRPC
     // types; no database driver, HTTP or mail client may come in.
     let linked = graph.transitive("osp-core");
-    for io in [
-        "tokio-postgres",
-        "deadpool-postgres",
-        "reqwest",
-        "lettre",
-        "hyper-rustls",
-        "tokio-postgres-rustls",
-    ] {
+    for io in IO_LIBRARIES {
         assert!(!linked.contains(io), "osp-core links {io}");
     }
     assert!(
@@ -119,15 +122,66 @@ fn osp_core_depends_on_no_other_osp_crate_and_no_io_library() {
 
 #[test]
 fn osp_core_code_does_no_io_and_reads_no_environment() {
+    let problems = io_in_library_code("crates/osp-core/src");
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn osp_config_depends_on_the_contracts_only_and_no_io_library() {
+    let graph = Graph::load();
+    assert_eq!(
+        graph.osp_deps("osp-config"),
+        BTreeSet::from(["osp-core".to_owned()])
+    );
+    let linked = graph.transitive("osp-config");
+    for io in IO_LIBRARIES {
+        assert!(!linked.contains(io), "osp-config links {io}");
+    }
+    for direct in ["tokio", "anyhow"] {
+        assert!(
+            !graph.direct("osp-config").contains(direct),
+            "osp-config depends on {direct}"
+        );
+    }
+    // Layered by the maintained crate, not by hand.
+    assert!(graph.direct("osp-config").contains("config"));
+}
+
+#[test]
+fn osp_config_code_reads_only_its_injected_sources() {
+    // The environment comes in as a map and files through the reader the binaries pass;
+    // `envconfig`'s own file and environment lookups are not called.
+    let mut problems = io_in_library_code("crates/osp-config/src");
     let mut files = Vec::new();
     files_under(
-        &workspace_root().join("crates/osp-core/src"),
+        &workspace_root().join("crates/osp-config/src"),
         "rs",
         &mut files,
     );
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        for forbidden in ["load_client_config", "load_from_env"] {
+            if text.contains(forbidden) {
+                problems.push(format!("{}: uses {forbidden}", file.display()));
+            }
+        }
+        if text.contains("Environment::") && !text.contains(".source(Some(") {
+            problems.push(format!(
+                "{}: a config Environment without an injected source reads the process environment",
+                file.display()
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// Uses of the file system, sockets, processes, the environment or tokio in the library code
+/// (not the test modules, which may fake a file reader) of the crate sources under `dir`.
+fn io_in_library_code(dir: &str) -> Vec<String> {
+    let mut files = Vec::new();
+    files_under(&workspace_root().join(dir), "rs", &mut files);
     let mut problems = Vec::new();
     for file in &files {
-        // Test modules may fake a file reader; only library code is checked.
         if file.ends_with("tests.rs") {
             continue;
         }
@@ -145,7 +199,7 @@ fn osp_core_code_does_no_io_and_reads_no_environment() {
             }
         }
     }
-    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    problems
 }
 
 #[test]
@@ -213,7 +267,13 @@ fn the_throwaway_stack_knows_nothing_of_osp() {
 #[test]
 fn libraries_use_thiserror_not_anyhow() {
     let graph = Graph::load();
-    for library in ["osp-core", "osp-activities", "osp-workflows", "osp-stack"] {
+    for library in [
+        "osp-core",
+        "osp-config",
+        "osp-activities",
+        "osp-workflows",
+        "osp-stack",
+    ] {
         assert!(
             !graph.direct(library).contains("anyhow"),
             "{library} depends on anyhow"

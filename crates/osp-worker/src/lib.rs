@@ -18,7 +18,7 @@ use osp_activities::deployer::Deployer;
 use osp_activities::dns::{CloudflareDns, CloudflareSettings, DnsProvider, LogDns};
 use osp_activities::email::{LogMailer, Mailer, SmtpMailer, SmtpSettings, SmtpSettingsError};
 use osp_activities::{MigrateError, MigrationReport, PlatformActivities, db};
-use osp_core::config::{DnsSettings, EmailSettings, MigrateConfig, TemporalSettings, WorkerConfig};
+use osp_config::{DnsSettings, EmailSettings, MigrateConfig, TemporalSettings, WorkerConfig};
 use osp_runtime::backoff::Backoff;
 use osp_runtime::metrics::MetricsError;
 use osp_runtime::{Health, Metrics, server, temporal};

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::process::ExitCode;
 
-use osp_core::config::{LogSettings, MigrateConfig, Sources, TelemetrySettings, WorkerConfig};
+use osp_config::{LogSettings, MigrateConfig, Sources, TelemetrySettings, WorkerConfig};
 
 const USAGE: &str = "usage: osp-worker [run | migrate | --version | --help]
 
@@ -59,7 +59,7 @@ fn main() -> ExitCode {
 }
 
 /// A bad configuration stops the process before anything binds or connects.
-fn config_error(error: &osp_core::config::ConfigError) -> ExitCode {
+fn config_error(error: &osp_config::ConfigError) -> ExitCode {
     eprintln!("osp-worker: {error}");
     ExitCode::from(2)
 }

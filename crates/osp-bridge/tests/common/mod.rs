@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use osp_bridge::{Bridge, BridgeError, ListenTiming};
-use osp_core::config::{BridgeConfig, Sources};
+use osp_config::{BridgeConfig, Sources};
 use osp_core::events::{ORGANIZATION_BOOTSTRAP_INITIATED, ORGANIZATION_STREAM};
 use osp_core::workflows::{ORGANIZATION_BOOTSTRAP_WORKFLOW, organization_bootstrap_workflow_id};
 use osp_runtime::{Health, Metrics};

@@ -18,6 +18,9 @@ pub struct Key {
     pub file: &'static str,
     /// The value never appears in messages, `Debug` or `Display` output.
     pub secret: bool,
+    /// The value every program uses when no layer sets it, as the lowest layer of the merge;
+    /// `None` when the setting is required, optional, or defaults differently per program.
+    pub default: Option<&'static str>,
 }
 
 impl Key {
@@ -28,6 +31,15 @@ impl Key {
             aliases: &[],
             file,
             secret: false,
+            default: None,
+        }
+    }
+
+    /// The same setting with a default value.
+    pub(super) const fn or(self, default: &'static str) -> Self {
+        Key {
+            default: Some(default),
+            ..self
         }
     }
 }
@@ -35,19 +47,23 @@ impl Key {
 /// `host:port` of the Temporal frontend. Required by the worker and the bridge.
 pub const TEMPORAL_ADDRESS: Key = Key::new("TEMPORAL_ADDRESS", "temporal.address");
 /// Temporal namespace; default `default`.
-pub const TEMPORAL_NAMESPACE: Key = Key::new("TEMPORAL_NAMESPACE", "temporal.namespace");
+pub const TEMPORAL_NAMESPACE: Key =
+    Key::new("TEMPORAL_NAMESPACE", "temporal.namespace").or(super::DEFAULT_NAMESPACE);
 /// Temporal Cloud API key; turns TLS on.
 pub const TEMPORAL_API_KEY: Key = Key {
     env: "TEMPORAL_API_KEY",
     aliases: &[],
     file: "temporal.api_key",
     secret: true,
+    default: None,
 };
-/// Task queue polled by the worker and used by the bridge; default `osp-queue`.
-pub const TEMPORAL_TASK_QUEUE: Key = Key::new("TEMPORAL_TASK_QUEUE", "temporal.task_queue");
+/// Task queue polled by the worker and used by the bridge; default `osp-queue`, the
+/// contract's default queue, shared with the workflow routes.
+pub const TEMPORAL_TASK_QUEUE: Key = Key::new("TEMPORAL_TASK_QUEUE", "temporal.task_queue")
+    .or(osp_core::workflows::DEFAULT_TASK_QUEUE);
 /// Compression of the gRPC messages sent to Temporal: `none` (default) or `gzip`.
 pub const TEMPORAL_GRPC_COMPRESSION: Key =
-    Key::new("TEMPORAL_GRPC_COMPRESSION", "temporal.grpc_compression");
+    Key::new("TEMPORAL_GRPC_COMPRESSION", "temporal.grpc_compression").or("none");
 /// Boolean: connect to Temporal over TLS.
 pub const TEMPORAL_TLS: Key = Key::new("TEMPORAL_TLS", "temporal.tls.enabled");
 /// Path of the PEM client certificate for mTLS.
@@ -73,6 +89,7 @@ pub const DATABASE_URL: Key = Key {
     aliases: &["SUPABASE_DB_URL"],
     file: "database.url",
     secret: true,
+    default: None,
 };
 /// Postgres URL for `LISTEN` (a direct or session-mode connection); defaults to the
 /// `DATABASE_URL` value.
@@ -81,6 +98,7 @@ pub const LISTEN_DATABASE_URL: Key = Key {
     aliases: &[],
     file: "database.listen_url",
     secret: true,
+    default: None,
 };
 /// Supabase project URL (Realtime transport).
 pub const SUPABASE_URL: Key = Key {
@@ -88,6 +106,7 @@ pub const SUPABASE_URL: Key = Key {
     aliases: &["PUBLIC_SUPABASE_URL"],
     file: "supabase.url",
     secret: false,
+    default: None,
 };
 /// Supabase service-role key.
 pub const SUPABASE_SERVICE_ROLE_KEY: Key = Key {
@@ -95,17 +114,18 @@ pub const SUPABASE_SERVICE_ROLE_KEY: Key = Key {
     aliases: &[],
     file: "supabase.service_role_key",
     secret: true,
+    default: None,
 };
 /// Path of the worker manifest.
 pub const MANIFEST_PATH: Key = Key::new("MANIFEST_PATH", "worker.manifest_path");
 /// Boolean: serve `/healthz`, `/readyz` and `/metrics`; default true.
-pub const ENABLE_HEALTH_CHECK: Key = Key::new("ENABLE_HEALTH_CHECK", "health.enabled");
+pub const ENABLE_HEALTH_CHECK: Key = Key::new("ENABLE_HEALTH_CHECK", "health.enabled").or("true");
 /// Port of the health server; default 8080.
-pub const HEALTH_CHECK_PORT: Key = Key::new("HEALTH_CHECK_PORT", "health.port");
+pub const HEALTH_CHECK_PORT: Key = Key::new("HEALTH_CHECK_PORT", "health.port").or("8080");
 /// `json` or `text`; default `json`.
-pub const LOG_FORMAT: Key = Key::new("LOG_FORMAT", "log.format");
+pub const LOG_FORMAT: Key = Key::new("LOG_FORMAT", "log.format").or("json");
 /// Log filter (`tracing` env-filter syntax); default `info`.
-pub const RUST_LOG: Key = Key::new("RUST_LOG", "log.filter");
+pub const RUST_LOG: Key = Key::new("RUST_LOG", "log.filter").or(super::DEFAULT_LOG_FILTER);
 /// OTLP endpoint; OpenTelemetry export is off when unset.
 pub const OTEL_EXPORTER_OTLP_ENDPOINT: Key =
     Key::new("OTEL_EXPORTER_OTLP_ENDPOINT", "telemetry.otlp_endpoint");

@@ -4,6 +4,7 @@
 //! A section parser reads every one of its keys before giving up, so that all of a
 //! section's problems are recorded; it returns `None` only after recording one.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -16,17 +17,13 @@ use super::keys::{
     TEMPORAL_TLS_SERVER_CA_CERT_PATH,
 };
 use super::layers::{Context, Setting};
-// The contract's default queue, shared with the workflow routes.
 use super::values::{
     DatabaseUrl, HostPort, InvalidValue, REDACTED, Secret, parse_bool, parse_http_url, parse_name,
     parse_non_empty, parse_port, redact_url,
 };
-use crate::workflows::DEFAULT_TASK_QUEUE;
 
 /// Namespace used when `TEMPORAL_NAMESPACE` is unset.
 pub const DEFAULT_NAMESPACE: &str = "default";
-/// Health server port used when `HEALTH_CHECK_PORT` is unset.
-pub const DEFAULT_HEALTH_CHECK_PORT: u16 = 8080;
 /// Log filter used when `RUST_LOG` is unset.
 pub const DEFAULT_LOG_FILTER: &str = "info";
 
@@ -97,6 +94,9 @@ pub struct TemporalSettings {
     pub task_queue: String,
     /// Compression of the requests sent to Temporal.
     pub compression: GrpcCompression,
+    /// gRPC metadata (headers) sent with every request, from the `temporal.toml` profile's
+    /// `grpc_meta`; names lowercased with hyphens, values hidden.
+    pub grpc_meta: BTreeMap<String, Secret>,
 }
 
 impl TemporalSettings {
@@ -119,22 +119,23 @@ impl TemporalSettings {
                     .map(|(name, value)| (format!("tls.{name}"), value)),
             );
         }
+        if !self.grpc_meta.is_empty() {
+            // The names only: a header such as `authorization` is a credential.
+            let names: Vec<&str> = self.grpc_meta.keys().map(String::as_str).collect();
+            out.push(("grpc_meta".to_owned(), names.join(",")));
+        }
         out
     }
 
     pub(super) fn parse(cx: &mut Context<'_>) -> Option<Self> {
         let address = cx.get(&TEMPORAL_ADDRESS, HostPort::from_str);
         let address = cx.required(&TEMPORAL_ADDRESS, address);
-        let namespace = cx
-            .get(&TEMPORAL_NAMESPACE, parse_name)
-            .or_default(|| DEFAULT_NAMESPACE.to_owned());
+        let namespace = cx.get(&TEMPORAL_NAMESPACE, parse_name).value();
         let api_key = cx.get(&TEMPORAL_API_KEY, |s| parse_non_empty(s).map(Secret::new));
-        let task_queue = cx
-            .get(&TEMPORAL_TASK_QUEUE, parse_name)
-            .or_default(|| DEFAULT_TASK_QUEUE.to_owned());
+        let task_queue = cx.get(&TEMPORAL_TASK_QUEUE, parse_name).value();
         let compression = cx
             .get(&TEMPORAL_GRPC_COMPRESSION, GrpcCompression::from_str)
-            .or_default(|| GrpcCompression::None);
+            .value();
         let tls = TlsSettings::parse(cx, &api_key);
         Some(TemporalSettings {
             address: address?,
@@ -143,6 +144,11 @@ impl TemporalSettings {
             tls: tls?,
             task_queue: task_queue?,
             compression: compression?,
+            grpc_meta: cx
+                .profile
+                .as_ref()
+                .map(|profile| profile.grpc_meta.clone())
+                .unwrap_or_default(),
         })
     }
 }
@@ -157,12 +163,15 @@ pub struct TlsSettings {
     pub client_key_pem: Option<Secret>,
     /// PEM CA certificate for the server; `None` trusts the system roots.
     pub server_ca_cert_pem: Option<String>,
+    /// The name the server's certificate is checked against (and sent as SNI) when it is
+    /// not the host of the address; from the `temporal.toml` profile's `tls.server_name`.
+    pub server_name: Option<String>,
 }
 
 impl TlsSettings {
     fn fields(&self) -> Fields {
         let present = |set: bool| if set { "set" } else { "none" }.to_owned();
-        fields([
+        let mut out = fields([
             ("client_cert", present(self.client_cert_pem.is_some())),
             ("client_key", shown_secret(self.client_key_pem.as_ref())),
             (
@@ -174,7 +183,11 @@ impl TlsSettings {
                 }
                 .to_owned(),
             ),
-        ])
+        ]);
+        if let Some(name) = &self.server_name {
+            out.push(("server_name".to_owned(), name.clone()));
+        }
+        out
     }
 
     /// `Some(None)` when TLS is off.
@@ -237,6 +250,10 @@ impl TlsSettings {
             client_cert_pem: cert.optional()?,
             client_key_pem: key.optional()?.map(Secret::new),
             server_ca_cert_pem: ca.optional()?,
+            server_name: cx
+                .profile
+                .as_ref()
+                .and_then(|profile| profile.server_name.clone()),
         };
         enabled.optional()?;
         if !consistent {
@@ -246,31 +263,39 @@ impl TlsSettings {
     }
 }
 
-/// Reads the PEM file a path setting names; problems name the setting and the path.
+/// Reads the PEM file a path setting names; problems name the setting and the path. Below
+/// every path, a `temporal.toml` profile may give the PEM inline (`client_cert_data`, ...).
 fn pem_file(cx: &mut Context<'_>, key: &Key) -> Setting<String> {
-    match cx.get(key, parse_path) {
-        Setting::Unset => Setting::Unset,
-        Setting::Invalid { origin } => Setting::Invalid { origin },
+    let (text, origin, what) = match cx.get(key, parse_path) {
+        // No TLS file has a default, so a defaulted path cannot occur: it counts as unset.
+        Setting::Unset | Setting::Default { .. } => {
+            let inline = cx.profile.as_ref().and_then(|p| p.data.get(key.file));
+            let Some((text, origin)) = inline.cloned() else {
+                return Setting::Unset;
+            };
+            (text, origin, "the value".to_owned())
+        }
+        Setting::Invalid { origin } => return Setting::Invalid { origin },
         Setting::Valid {
             value: path,
             origin,
         } => match cx.read(&origin, &path) {
-            // A cheap check that catches a swapped or DER-encoded file at start.
-            Some(text) if text.contains("-----BEGIN ") => Setting::Valid {
-                value: text,
-                origin,
-            },
-            Some(_) => {
-                let message = format!(
-                    "`{}` is not a PEM file (no -----BEGIN line)",
-                    path.display()
-                );
-                cx.problem(origin.clone(), message);
-                Setting::Invalid { origin }
-            }
-            None => Setting::Invalid { origin },
+            Some(text) => (text, origin, format!("`{}`", path.display())),
+            None => return Setting::Invalid { origin },
         },
+    };
+    // A cheap check that catches a swapped or DER-encoded file at start.
+    if text.contains("-----BEGIN ") {
+        return Setting::Valid {
+            value: text,
+            origin,
+        };
     }
+    cx.problem(
+        origin.clone(),
+        format!("{what} is not a PEM file (no -----BEGIN line)"),
+    );
+    Setting::Invalid { origin }
 }
 
 fn parse_path(s: &str) -> Result<PathBuf, InvalidValue> {
@@ -384,12 +409,12 @@ impl HealthSettings {
     }
 
     pub(super) fn parse(cx: &mut Context<'_>) -> Option<Self> {
-        let enabled = cx.get(&ENABLE_HEALTH_CHECK, parse_bool).or_default(|| true);
+        let enabled = cx.get(&ENABLE_HEALTH_CHECK, parse_bool).value();
         let port = cx
             .get(&HEALTH_CHECK_PORT, |s| {
-                parse_port(s).map_err(InvalidValue::new)
+                parse_port(s).map_err(InvalidValue::from)
             })
-            .or_default(|| DEFAULT_HEALTH_CHECK_PORT);
+            .value();
         Some(HealthSettings {
             enabled: enabled?,
             port: port?,
@@ -483,12 +508,8 @@ impl LogSettings {
     }
 
     pub(super) fn parse(cx: &mut Context<'_>) -> Option<Self> {
-        let format = cx
-            .get(&LOG_FORMAT, LogFormat::from_str)
-            .or_default(|| LogFormat::Json);
-        let filter = cx
-            .get(&RUST_LOG, parse_non_empty)
-            .or_default(|| DEFAULT_LOG_FILTER.to_owned());
+        let format = cx.get(&LOG_FORMAT, LogFormat::from_str).value();
+        let filter = cx.get(&RUST_LOG, parse_non_empty).value();
         Some(LogSettings {
             format: format?,
             filter: filter?,

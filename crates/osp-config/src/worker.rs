@@ -11,7 +11,7 @@ use super::layers::{Context, Setting};
 use super::sections::Fields;
 use super::values::{
     InvalidValue, REDACTED, Secret, as_usize, parse_http_url, parse_non_empty, parse_port,
-    redact_url,
+    redact_url, whole_number,
 };
 
 const fn secret(env: &'static str, file: &'static str) -> Key {
@@ -20,6 +20,7 @@ const fn secret(env: &'static str, file: &'static str) -> Key {
         aliases: &[],
         file,
         secret: true,
+        default: None,
     }
 }
 
@@ -27,22 +28,25 @@ const fn secret(env: &'static str, file: &'static str) -> Key {
 pub const OSP_MAX_CONCURRENT_WORKFLOW_TASKS: Key = Key::new(
     "OSP_MAX_CONCURRENT_WORKFLOW_TASKS",
     "worker.max_concurrent_workflow_tasks",
-);
+)
+.or("10");
 /// Activities run at once; default 10.
 pub const OSP_MAX_CONCURRENT_ACTIVITIES: Key = Key::new(
     "OSP_MAX_CONCURRENT_ACTIVITIES",
     "worker.max_concurrent_activities",
-);
+)
+.or("10");
 /// Seconds in-flight work may take to finish after SIGTERM; default 30.
 pub const OSP_SHUTDOWN_GRACE_SECONDS: Key =
-    Key::new("OSP_SHUTDOWN_GRACE_SECONDS", "shutdown.grace_seconds");
+    Key::new("OSP_SHUTDOWN_GRACE_SECONDS", "shutdown.grace_seconds").or("30");
 /// Connections in the activities' database pool; default 10.
 pub const OSP_DATABASE_POOL_SIZE: Key = Key::new("OSP_DATABASE_POOL_SIZE", "database.pool_size");
 /// Seconds between `last_health_check` updates in the worker registry; default 15.
 pub const OSP_REGISTRY_HEARTBEAT_SECONDS: Key = Key::new(
     "OSP_REGISTRY_HEARTBEAT_SECONDS",
     "worker.registry_heartbeat_seconds",
-);
+)
+.or("15");
 /// Worker Controller's deployment name; with the build id, turns worker versioning on.
 pub const TEMPORAL_DEPLOYMENT_NAME: Key =
     Key::new("TEMPORAL_DEPLOYMENT_NAME", "temporal.deployment_name");
@@ -50,29 +54,31 @@ pub const TEMPORAL_DEPLOYMENT_NAME: Key =
 pub const TEMPORAL_WORKER_BUILD_ID: Key =
     Key::new("TEMPORAL_WORKER_BUILD_ID", "temporal.worker_build_id");
 /// Where `deployWorkerWorkflow` writes manifests; default `manifests`.
-pub const OSP_MANIFEST_DIR: Key = Key::new("OSP_MANIFEST_DIR", "worker.manifest_dir");
+pub const OSP_MANIFEST_DIR: Key =
+    Key::new("OSP_MANIFEST_DIR", "worker.manifest_dir").or("manifests");
 /// The deployer's argv template as a JSON array of strings; none by default.
 pub const OSP_DEPLOYER_COMMAND: Key = Key::new("OSP_DEPLOYER_COMMAND", "worker.deployer_command");
 /// `log` (default) or `cloudflare`.
-pub const DNS_PROVIDER: Key = Key::new("DNS_PROVIDER", "dns.provider");
+pub const DNS_PROVIDER: Key = Key::new("DNS_PROVIDER", "dns.provider").or("log");
 /// The zone organizations get names in: `{subdomain}.{zone}`; default `localhost`.
 pub const DNS_ZONE: Key = Key::new("DNS_ZONE", "dns.zone");
 /// What each organization's CNAME points at (cloudflare).
 pub const DNS_TARGET: Key = Key::new("DNS_TARGET", "dns.target");
 /// API base; default `https://api.cloudflare.com/client/v4`.
-pub const CLOUDFLARE_API_URL: Key = Key::new("CLOUDFLARE_API_URL", "dns.cloudflare_api_url");
+pub const CLOUDFLARE_API_URL: Key = Key::new("CLOUDFLARE_API_URL", "dns.cloudflare_api_url")
+    .or("https://api.cloudflare.com/client/v4");
 /// The zone's id (cloudflare).
 pub const CLOUDFLARE_ZONE_ID: Key = Key::new("CLOUDFLARE_ZONE_ID", "dns.cloudflare_zone_id");
 /// An API token allowed to edit the zone's DNS (cloudflare).
 pub const CLOUDFLARE_API_TOKEN: Key = secret("CLOUDFLARE_API_TOKEN", "dns.cloudflare_api_token");
 /// `log` (default) or `smtp`.
-pub const EMAIL_PROVIDER: Key = Key::new("EMAIL_PROVIDER", "email.provider");
+pub const EMAIL_PROVIDER: Key = Key::new("EMAIL_PROVIDER", "email.provider").or("log");
 /// SMTP server host (smtp).
 pub const SMTP_HOST: Key = Key::new("SMTP_HOST", "email.smtp_host");
 /// SMTP port; default 587.
-pub const SMTP_PORT: Key = Key::new("SMTP_PORT", "email.smtp_port");
+pub const SMTP_PORT: Key = Key::new("SMTP_PORT", "email.smtp_port").or("587");
 /// `starttls` (default), `tls` or `none`.
-pub const SMTP_SECURITY: Key = Key::new("SMTP_SECURITY", "email.smtp_security");
+pub const SMTP_SECURITY: Key = Key::new("SMTP_SECURITY", "email.smtp_security").or("starttls");
 /// SMTP user name.
 pub const SMTP_USERNAME: Key = Key::new("SMTP_USERNAME", "email.smtp_username");
 /// SMTP password.
@@ -105,15 +111,6 @@ pub const WORKER_KEYS: &[Key] = &[
     SMTP_PASSWORD,
     SMTP_FROM,
 ];
-
-fn count(min: u64, max: u64) -> impl Fn(&str) -> Result<u64, InvalidValue> {
-    move |s| match s.parse::<u64>() {
-        Ok(n) if (min..=max).contains(&n) => Ok(n),
-        _ => Err(InvalidValue::new(format!(
-            "must be a whole number from {min} to {max}"
-        ))),
-    }
-}
 
 /// How the worker runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -211,20 +208,20 @@ impl WorkerSettings {
 
     pub(super) fn parse(cx: &mut Context<'_>) -> Option<Self> {
         let workflow_tasks = cx
-            .get(&OSP_MAX_CONCURRENT_WORKFLOW_TASKS, count(2, 10_000))
-            .or_default(|| 10);
+            .get(&OSP_MAX_CONCURRENT_WORKFLOW_TASKS, whole_number(2, 10_000))
+            .value();
         let activities = cx
-            .get(&OSP_MAX_CONCURRENT_ACTIVITIES, count(1, 10_000))
-            .or_default(|| 10);
+            .get(&OSP_MAX_CONCURRENT_ACTIVITIES, whole_number(1, 10_000))
+            .value();
         let grace = cx
-            .get(&OSP_SHUTDOWN_GRACE_SECONDS, count(0, 3_600))
-            .or_default(|| 30);
+            .get(&OSP_SHUTDOWN_GRACE_SECONDS, whole_number(0, 3_600))
+            .value();
         let pool = cx
-            .get(&OSP_DATABASE_POOL_SIZE, count(1, 1_000))
+            .get(&OSP_DATABASE_POOL_SIZE, whole_number(1, 1_000))
             .or_default(|| 10);
         let heartbeat = cx
-            .get(&OSP_REGISTRY_HEARTBEAT_SECONDS, count(1, 3_600))
-            .or_default(|| 15);
+            .get(&OSP_REGISTRY_HEARTBEAT_SECONDS, whole_number(1, 3_600))
+            .value();
         let name = cx.get(&TEMPORAL_DEPLOYMENT_NAME, parse_non_empty);
         let build = cx.get(&TEMPORAL_WORKER_BUILD_ID, parse_non_empty);
         let versioning = match (name, build) {
@@ -251,7 +248,7 @@ impl WorkerSettings {
         };
         let manifest_dir = cx
             .get(&OSP_MANIFEST_DIR, |s| parse_non_empty(s).map(PathBuf::from))
-            .or_default(|| PathBuf::from("manifests"));
+            .value();
         let deployer = cx.get(&OSP_DEPLOYER_COMMAND, parse_argv).optional();
         Some(WorkerSettings {
             max_concurrent_workflow_tasks: as_usize(workflow_tasks?),
@@ -306,7 +303,7 @@ impl DnsSettings {
                 "log" | "cloudflare" => Ok(s.to_owned()),
                 _ => Err(InvalidValue::new("must be `log` or `cloudflare`")),
             })
-            .or_default(|| "log".to_owned());
+            .value();
         let zone = cx.get(&DNS_ZONE, parse_non_empty);
         let target = cx.get(&DNS_TARGET, parse_non_empty);
         let api_url = cx.get(&CLOUDFLARE_API_URL, parse_http_url);
@@ -319,7 +316,7 @@ impl DnsSettings {
             let target = cx.required(&DNS_TARGET, target);
             let zone_id = cx.required(&CLOUDFLARE_ZONE_ID, zone_id);
             let api_token = cx.required(&CLOUDFLARE_API_TOKEN, token);
-            let api_url = api_url.or_default(|| "https://api.cloudflare.com/client/v4".to_owned());
+            let api_url = api_url.value();
             Some(DnsSettings::Cloudflare {
                 api_url: api_url?,
                 zone_id: zone_id?,
@@ -375,11 +372,11 @@ impl EmailSettings {
                 "log" | "smtp" => Ok(s.to_owned()),
                 _ => Err(InvalidValue::new("must be `log` or `smtp`")),
             })
-            .or_default(|| "log".to_owned());
+            .value();
         let host = cx.get(&SMTP_HOST, parse_non_empty);
         let port = cx
-            .get(&SMTP_PORT, |s| parse_port(s).map_err(InvalidValue::new))
-            .or_default(|| 587);
+            .get(&SMTP_PORT, |s| parse_port(s).map_err(InvalidValue::from))
+            .value();
         let security = cx
             .get(&SMTP_SECURITY, |s| match s {
                 "starttls" => Ok(SmtpSecurity::StartTls),
@@ -387,7 +384,7 @@ impl EmailSettings {
                 "none" => Ok(SmtpSecurity::None),
                 _ => Err(InvalidValue::new("must be `starttls`, `tls` or `none`")),
             })
-            .or_default(|| SmtpSecurity::StartTls);
+            .value();
         let username = cx.get(&SMTP_USERNAME, parse_non_empty).optional();
         let password = cx
             .get(&SMTP_PASSWORD, |s| parse_non_empty(s).map(Secret::new))
@@ -419,28 +416,11 @@ impl fmt::Display for WorkerSettings {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-
-    use super::super::{Sources, WorkerConfig};
     use super::*;
+    use crate::WorkerConfig;
 
     fn load(pairs: &[(&str, &str)]) -> Result<WorkerConfig, String> {
-        let mut env: HashMap<String, String> = [
-            ("TEMPORAL_ADDRESS", "localhost:7233"),
-            ("DATABASE_URL", "postgres://u:pw@db/osp"),
-        ]
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect();
-        for (k, v) in pairs {
-            env.insert((*k).to_owned(), (*v).to_owned());
-        }
-        let read = |_: &std::path::Path| Err(std::io::Error::from(std::io::ErrorKind::NotFound));
-        WorkerConfig::load(&Sources {
-            env: &env,
-            read_file: &read,
-        })
-        .map_err(|e| e.to_string())
+        crate::tests::load_over_base(pairs, WorkerConfig::load)
     }
 
     #[test]

@@ -86,6 +86,14 @@ fn test_env<'a>(env: &[(&'a str, &'a str)], file: Option<&str>) -> Vec<(&'a str,
     all
 }
 
+/// `BASE_ENV` overridden by `pairs`, loaded by `load`; the error as its text.
+pub(crate) fn load_over_base<C>(
+    pairs: &[(&str, &str)],
+    load: fn(&Sources<'_>) -> Result<C, ConfigError>,
+) -> Result<C, String> {
+    load_exact(&test_env(pairs, None), FILES, load).map_err(|error| error.to_string())
+}
+
 fn load_worker(env: &[(&str, &str)], file: Option<&str>) -> Result<WorkerConfig, ConfigError> {
     let mut files = FILES.to_vec();
     if let Some(text) = file {
@@ -1197,7 +1205,7 @@ fn secret_and_sources_debug() {
     assert_eq!(secret.expose(), "SENTINEL-API");
 }
 
-const DOCS: &str = include_str!("../../../../docs/configuration.md");
+const DOCS: &str = include_str!("../../../docs/configuration.md");
 
 #[test]
 fn docs_list_every_key_and_their_example_file_loads() {

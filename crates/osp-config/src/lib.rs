@@ -32,9 +32,8 @@ pub use keys::{
     TEMPORAL_TLS_CLIENT_CERT_PATH, TEMPORAL_TLS_CLIENT_KEY_PATH, TEMPORAL_TLS_SERVER_CA_CERT_PATH,
 };
 pub use sections::{
-    DEFAULT_HEALTH_CHECK_PORT, DEFAULT_LOG_FILTER, DEFAULT_NAMESPACE, DatabaseSettings,
-    GrpcCompression, HealthSettings, LogFormat, LogSettings, SupabaseSettings, TelemetrySettings,
-    TemporalSettings, TlsSettings,
+    DEFAULT_LOG_FILTER, DEFAULT_NAMESPACE, DatabaseSettings, GrpcCompression, HealthSettings,
+    LogFormat, LogSettings, SupabaseSettings, TelemetrySettings, TemporalSettings, TlsSettings,
 };
 pub use temporal_profile::{TEMPORAL_CONFIG_FILE, TEMPORAL_PROFILE};
 pub use values::{DatabaseUrl, HostPort, InvalidValue, Secret, redact_url};

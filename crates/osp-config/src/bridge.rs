@@ -8,38 +8,42 @@ use std::time::Duration;
 use super::keys::Key;
 use super::layers::{Context, Setting};
 use super::sections::{Fields, SupabaseSettings, write_fields};
-use super::values::{InvalidValue, as_usize, parse_bool};
+use super::values::{InvalidValue, as_usize, parse_bool, whole_number};
 use super::worker::{OSP_DATABASE_POOL_SIZE, OSP_SHUTDOWN_GRACE_SECONDS};
 
 /// Prefix of the bridge's worker id in claims and logs; a random suffix is added per process,
 /// so replicas may share it. Default `osp-bridge`.
-pub const OSP_BRIDGE_ID: Key = Key::new("OSP_BRIDGE_ID", "bridge.id");
+pub const OSP_BRIDGE_ID: Key = Key::new("OSP_BRIDGE_ID", "bridge.id").or("osp-bridge");
 /// Jobs claimed per statement; default 100.
-pub const OSP_BRIDGE_BATCH_SIZE: Key = Key::new("OSP_BRIDGE_BATCH_SIZE", "bridge.batch_size");
+pub const OSP_BRIDGE_BATCH_SIZE: Key =
+    Key::new("OSP_BRIDGE_BATCH_SIZE", "bridge.batch_size").or("100");
 /// Dispatches (workflow starts) in flight at once; default 8.
 pub const OSP_BRIDGE_MAX_IN_FLIGHT: Key =
-    Key::new("OSP_BRIDGE_MAX_IN_FLIGHT", "bridge.max_in_flight");
+    Key::new("OSP_BRIDGE_MAX_IN_FLIGHT", "bridge.max_in_flight").or("8");
 /// Seconds a claim holds a job before another bridge may take it over; default 60.
 pub const OSP_BRIDGE_LEASE_SECONDS: Key =
-    Key::new("OSP_BRIDGE_LEASE_SECONDS", "bridge.lease_seconds");
+    Key::new("OSP_BRIDGE_LEASE_SECONDS", "bridge.lease_seconds").or("60");
 /// Attempts before a job whose start keeps failing ends failed; default 10.
-pub const OSP_BRIDGE_MAX_ATTEMPTS: Key = Key::new("OSP_BRIDGE_MAX_ATTEMPTS", "bridge.max_attempts");
+pub const OSP_BRIDGE_MAX_ATTEMPTS: Key =
+    Key::new("OSP_BRIDGE_MAX_ATTEMPTS", "bridge.max_attempts").or("10");
 /// Delay before the first retry of a failed start, in milliseconds; doubles per attempt.
 pub const OSP_BRIDGE_RETRY_INITIAL_MS: Key =
-    Key::new("OSP_BRIDGE_RETRY_INITIAL_MS", "bridge.retry_initial_ms");
+    Key::new("OSP_BRIDGE_RETRY_INITIAL_MS", "bridge.retry_initial_ms").or("1000");
 /// Longest delay between retries, in milliseconds.
-pub const OSP_BRIDGE_RETRY_MAX_MS: Key = Key::new("OSP_BRIDGE_RETRY_MAX_MS", "bridge.retry_max_ms");
+pub const OSP_BRIDGE_RETRY_MAX_MS: Key =
+    Key::new("OSP_BRIDGE_RETRY_MAX_MS", "bridge.retry_max_ms").or("60000");
 /// Milliseconds between sweeps while a wake-up source (LISTEN, Realtime) is healthy.
 pub const OSP_BRIDGE_SWEEP_INTERVAL_MS: Key =
-    Key::new("OSP_BRIDGE_SWEEP_INTERVAL_MS", "bridge.sweep_interval_ms");
+    Key::new("OSP_BRIDGE_SWEEP_INTERVAL_MS", "bridge.sweep_interval_ms").or("15000");
 /// Milliseconds between sweeps while no wake-up source is healthy.
 pub const OSP_BRIDGE_FALLBACK_SWEEP_INTERVAL_MS: Key = Key::new(
     "OSP_BRIDGE_FALLBACK_SWEEP_INTERVAL_MS",
     "bridge.fallback_sweep_interval_ms",
-);
+)
+.or("1000");
 /// Largest routed event payload (its JSON text, in bytes) the bridge starts a workflow with.
 pub const OSP_BRIDGE_MAX_PAYLOAD_BYTES: Key =
-    Key::new("OSP_BRIDGE_MAX_PAYLOAD_BYTES", "bridge.max_payload_bytes");
+    Key::new("OSP_BRIDGE_MAX_PAYLOAD_BYTES", "bridge.max_payload_bytes").or("262144");
 /// Boolean: subscribe to Supabase Realtime as a wake-up source; default on exactly when
 /// `SUPABASE_URL` and the service-role key are set.
 pub const OSP_BRIDGE_REALTIME: Key = Key::new("OSP_BRIDGE_REALTIME", "bridge.realtime");
@@ -62,15 +66,6 @@ pub const BRIDGE_KEYS: &[Key] = &[
 
 /// Longest bridge id: it is stored in every claim and shown in logs.
 const MAX_ID_CHARS: usize = 100;
-
-fn number(min: u64, max: u64) -> impl Fn(&str) -> Result<u64, InvalidValue> {
-    move |s| match s.parse::<u64>() {
-        Ok(n) if (min..=max).contains(&n) => Ok(n),
-        _ => Err(InvalidValue::new(format!(
-            "must be a whole number from {min} to {max}"
-        ))),
-    }
-}
 
 fn parse_id(s: &str) -> Result<String, InvalidValue> {
     let chars = s.chars().count();
@@ -165,57 +160,55 @@ impl BridgeSettings {
         cx: &mut Context<'_>,
         supabase: Option<&Option<SupabaseSettings>>,
     ) -> Option<Self> {
-        let id = cx
-            .get(&OSP_BRIDGE_ID, parse_id)
-            .or_default(|| "osp-bridge".to_owned());
+        let id = cx.get(&OSP_BRIDGE_ID, parse_id).value();
         let batch_size = cx
-            .get(&OSP_BRIDGE_BATCH_SIZE, number(1, 1_000))
-            .or_default(|| 100);
+            .get(&OSP_BRIDGE_BATCH_SIZE, whole_number(1, 1_000))
+            .value();
         let max_in_flight = cx
-            .get(&OSP_BRIDGE_MAX_IN_FLIGHT, number(1, 10_000))
-            .or_default(|| 8);
+            .get(&OSP_BRIDGE_MAX_IN_FLIGHT, whole_number(1, 10_000))
+            .value();
         let lease = cx
-            .get(&OSP_BRIDGE_LEASE_SECONDS, number(5, 86_400))
-            .or_default(|| 60);
+            .get(&OSP_BRIDGE_LEASE_SECONDS, whole_number(5, 86_400))
+            .value();
         let max_attempts = cx
-            .get(&OSP_BRIDGE_MAX_ATTEMPTS, number(1, 1_000))
-            .or_default(|| 10);
-        let retry_initial = cx.get(&OSP_BRIDGE_RETRY_INITIAL_MS, number(1, 3_600_000));
-        let retry_max = cx.get(&OSP_BRIDGE_RETRY_MAX_MS, number(1, 86_400_000));
+            .get(&OSP_BRIDGE_MAX_ATTEMPTS, whole_number(1, 1_000))
+            .value();
+        let retry_initial = cx.get(&OSP_BRIDGE_RETRY_INITIAL_MS, whole_number(1, 3_600_000));
+        let retry_max = cx.get(&OSP_BRIDGE_RETRY_MAX_MS, whole_number(1, 86_400_000));
         let sweep = cx
-            .get(&OSP_BRIDGE_SWEEP_INTERVAL_MS, number(10, 3_600_000))
-            .or_default(|| 15_000);
+            .get(&OSP_BRIDGE_SWEEP_INTERVAL_MS, whole_number(10, 3_600_000))
+            .value();
         let fallback = cx
             .get(
                 &OSP_BRIDGE_FALLBACK_SWEEP_INTERVAL_MS,
-                number(10, 3_600_000),
+                whole_number(10, 3_600_000),
             )
-            .or_default(|| 1_000);
+            .value();
         let max_payload = cx
             .get(
                 &OSP_BRIDGE_MAX_PAYLOAD_BYTES,
-                number(1_024, 64 * 1024 * 1024),
+                whole_number(1_024, 64 * 1024 * 1024),
             )
-            .or_default(|| 256 * 1024);
+            .value();
         let realtime = cx.get(&OSP_BRIDGE_REALTIME, parse_bool);
         let grace = cx
-            .get(&OSP_SHUTDOWN_GRACE_SECONDS, number(0, 3_600))
-            .or_default(|| 30);
+            .get(&OSP_SHUTDOWN_GRACE_SECONDS, whole_number(0, 3_600))
+            .value();
         // Each dispatch holds a connection while its start is in flight (the stream stays
         // locked until the start is recorded), so the default leaves room for claims too.
         let pool = cx
-            .get(&OSP_DATABASE_POOL_SIZE, number(3, 10_000))
+            .get(&OSP_DATABASE_POOL_SIZE, whole_number(3, 10_000))
             .optional();
 
         let retry_initial = match retry_initial {
             Setting::Valid { value, origin } => Some((value, Some(origin))),
-            Setting::Unset => Some((1_000, None)),
-            Setting::Invalid { .. } => None,
+            Setting::Default { value } => Some((value, None)),
+            Setting::Unset | Setting::Invalid { .. } => None,
         };
         let retry_max = match retry_max {
             Setting::Valid { value, origin } => Some((value, Some(origin))),
-            Setting::Unset => Some((60_000, None)),
-            Setting::Invalid { .. } => None,
+            Setting::Default { value } => Some((value, None)),
+            Setting::Unset | Setting::Invalid { .. } => None,
         };
         let mut consistent = true;
         if let (Some((initial, initial_origin)), Some((max, max_origin))) =
@@ -237,7 +230,7 @@ impl BridgeSettings {
 
         let realtime = match (realtime, supabase) {
             (Setting::Invalid { .. }, _) | (_, None) => None,
-            (Setting::Unset, Some(supabase)) => Some(supabase.is_some()),
+            (Setting::Unset | Setting::Default { .. }, Some(supabase)) => Some(supabase.is_some()),
             (Setting::Valid { value: false, .. }, Some(_)) => Some(false),
             (Setting::Valid { value: true, .. }, Some(Some(_))) => Some(true),
             (
@@ -287,28 +280,11 @@ impl fmt::Display for BridgeSettings {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-
-    use super::super::{BridgeConfig, Sources};
     use super::*;
+    use crate::BridgeConfig;
 
     fn load(pairs: &[(&str, &str)]) -> Result<BridgeConfig, String> {
-        let mut env: HashMap<String, String> = [
-            ("TEMPORAL_ADDRESS", "localhost:7233"),
-            ("DATABASE_URL", "postgres://u:pw@db/osp"),
-        ]
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect();
-        for (k, v) in pairs {
-            env.insert((*k).to_owned(), (*v).to_owned());
-        }
-        let read = |_: &std::path::Path| Err(std::io::Error::from(std::io::ErrorKind::NotFound));
-        BridgeConfig::load(&Sources {
-            env: &env,
-            read_file: &read,
-        })
-        .map_err(|e| e.to_string())
+        crate::tests::load_over_base(pairs, BridgeConfig::load)
     }
 
     #[test]

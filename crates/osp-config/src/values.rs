@@ -110,6 +110,9 @@ impl FromStr for HostPort {
 
 /// A `postgres://` or `postgresql://` URL. The full URL (with its password) is kept
 /// privately; `Debug` and `Display` show it with the password replaced by `[redacted]`.
+///
+/// Split by hand rather than by the `url` crate, which rejects libpq's comma-separated
+/// failover hosts (see [`redact_url`]).
 #[derive(Clone, PartialEq, Eq)]
 pub struct DatabaseUrl {
     url: String,
@@ -185,8 +188,10 @@ impl FromStr for DatabaseUrl {
 /// any `password=` query parameter replaced. Every URL that reaches a log line or an error
 /// message goes through here.
 ///
-/// Written by hand because the `url` crate does not do this job: it rejects libpq's
-/// multi-host form (`postgres://u:p@h1:5432,h2:5433/db`) and percent-encodes the marker.
+/// Written by hand because the `url` crate does not do this job: it cannot parse libpq's
+/// multi-host form (`postgres://u:p@h1:5432,h2:5433/db`: it reads `5432,h2:5433` as the port
+/// and fails), which database URLs may use, and `set_password` would percent-encode the
+/// marker (`%5Bredacted%5D`).
 /// A password with an unencoded `@`, `/`, `?` or `#` splits a URL in the wrong place, so the
 /// user-info part is taken to end at the last `@`: at worst, more than the password is
 /// hidden.
@@ -251,24 +256,53 @@ pub(crate) fn parse_http_url(s: &str) -> Result<String, InvalidValue> {
     if s.is_empty() {
         return Err(InvalidValue::new("is empty"));
     }
-    let Some(rest) =
-        strip_prefix_ignore_case(s, "https://").or_else(|| strip_prefix_ignore_case(s, "http://"))
-    else {
-        return Err(InvalidValue::new("must be an http:// or https:// URL"));
-    };
+    const NOT_HTTP: &str = "must be an http:// or https:// URL";
+    // `url` would strip or encode whitespace rather than reject it.
     if s.chars().any(char::is_whitespace) {
-        return Err(InvalidValue::new("contains whitespace"));
+        return if has_http_scheme(s) {
+            Err(InvalidValue::new("contains whitespace"))
+        } else {
+            Err(InvalidValue::new(NOT_HTTP))
+        };
     }
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let authority = &rest[..authority_end];
-    let host_port = authority
-        .rsplit_once('@')
-        .map_or(authority, |(_, host_port)| host_port);
-    let authority = split_authority(host_port)?;
-    if let Some(port) = authority.port.filter(|p| !p.is_empty()) {
-        parse_port(port).map_err(|reason| InvalidValue::new(format!("port {reason}")))?;
+    let url = match url::Url::parse(s) {
+        Ok(url) => url,
+        Err(url::ParseError::RelativeUrlWithoutBase) => return Err(InvalidValue::new(NOT_HTTP)),
+        Err(_) if !has_http_scheme(s) => return Err(InvalidValue::new(NOT_HTTP)),
+        Err(url::ParseError::EmptyHost) => return Err(InvalidValue::new("has no host")),
+        Err(url::ParseError::InvalidPort) => {
+            // `url` does not say whether the port is not a number or too large; the text
+            // after the authority's last `:` does.
+            let authority = s
+                .split_once("://")
+                .map_or(s, |(_, rest)| rest)
+                .split(['/', '?', '#'])
+                .next()
+                .unwrap_or_default();
+            let port = authority.rsplit_once(':').map_or("", |(_, port)| port);
+            let reason = parse_port(port).err().unwrap_or(PortError::OutOfRange);
+            return Err(InvalidValue::new(format!("port {reason}")));
+        }
+        // `url`'s messages are fixed texts ("invalid IPv6 address"), never the input.
+        Err(error) => return Err(InvalidValue::new(format!("is not a valid URL: {error}"))),
+    };
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(InvalidValue::new(NOT_HTTP));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(InvalidValue::new("has no host"));
+    }
+    // `url` accepts port 0, which nothing can listen on.
+    if url.port() == Some(0) {
+        return Err(InvalidValue::new("port is out of range 1..=65535"));
     }
     Ok(s.to_owned())
+}
+
+fn has_http_scheme(s: &str) -> bool {
+    strip_prefix_ignore_case(s, "https://")
+        .or_else(|| strip_prefix_ignore_case(s, "http://"))
+        .is_some()
 }
 
 /// The host and the raw port text of `host[:port]` or `[v6][:port]`.
@@ -309,15 +343,30 @@ fn split_authority(s: &str) -> Result<Authority<'_>, InvalidValue> {
     Ok(Authority { host, port })
 }
 
-/// A TCP port, 1 to 65535. The reason is phrased to follow "port" or a key name.
-pub(crate) fn parse_port(s: &str) -> Result<u16, &'static str> {
+/// Why a port was rejected, phrased to follow "port" or a key name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum PortError {
+    #[error("is not a number")]
+    NotANumber,
+    #[error("is out of range 1..=65535")]
+    OutOfRange,
+}
+
+impl From<PortError> for InvalidValue {
+    fn from(error: PortError) -> Self {
+        InvalidValue::new(error.to_string())
+    }
+}
+
+/// A TCP port, 1 to 65535.
+pub(crate) fn parse_port(s: &str) -> Result<u16, PortError> {
     if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return Err("is not a number");
+        return Err(PortError::NotANumber);
     }
     // All digits, so the only way `parse` fails is overflow: out of range as well.
     match s.parse::<u32>() {
-        Ok(port @ 1..=65535) => u16::try_from(port).map_err(|_| "is out of range 1..=65535"),
-        _ => Err("is out of range 1..=65535"),
+        Ok(port @ 1..=65535) => u16::try_from(port).map_err(|_| PortError::OutOfRange),
+        _ => Err(PortError::OutOfRange),
     }
 }
 
@@ -365,6 +414,16 @@ fn strip_prefix_ignore_case<'s>(s: &'s str, prefix: &str) -> Option<&'s str> {
     let head = s.get(..prefix.len())?;
     head.eq_ignore_ascii_case(prefix)
         .then(|| &s[prefix.len()..])
+}
+
+/// A whole number from `min` to `max`.
+pub(crate) fn whole_number(min: u64, max: u64) -> impl Fn(&str) -> Result<u64, InvalidValue> {
+    move |s| match s.parse::<u64>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(InvalidValue::new(format!(
+            "must be a whole number from {min} to {max}"
+        ))),
+    }
 }
 
 /// A count parsed as u64, as a usize (saturating: the parsers bound counts far below it).
