@@ -13,6 +13,8 @@ use jsonschema::{PatternOptions, Validator};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
+use osp_runtime::Chain;
+
 use crate::queue::{ClaimedJob, RouteStatus};
 
 /// A workflow start, ready to send.
@@ -52,7 +54,7 @@ pub fn check(
     let data = job
         .event_data
         .as_ref()
-        .map_err(|error| Rejection(format!("bad payload: {error}")))?;
+        .map_err(|error| Rejection(format!("bad payload: {}", Chain(error))))?;
     // The size Temporal will carry: the JSON text of the argument.
     let size = serde_json::to_vec(data).map_or(usize::MAX, |bytes| bytes.len());
     if size > max_payload_bytes {
@@ -268,7 +270,7 @@ pub struct Schemas {
 #[derive(Debug)]
 struct Compiled {
     source: Value,
-    validator: Result<Arc<Validator>, String>,
+    validator: Result<Arc<Validator>, Arc<jsonschema::ValidationError<'static>>>,
 }
 
 /// More distinct routes than this and the cache starts again: routes are few, and a bound
@@ -288,7 +290,7 @@ impl Schemas {
         let validator = self.validator(event_type, schema).map_err(|error| {
             Rejection(format!(
                 "bad route: the input_schema of the route for event type {event_type} is not a usable JSON Schema: {}",
-                cut(&error, MAX_PROBLEM_CHARS)
+                cut(&error.to_string(), MAX_PROBLEM_CHARS)
             ))
         })?;
         for error in validator.iter_errors(input) {
@@ -302,7 +304,11 @@ impl Schemas {
         Ok(())
     }
 
-    fn validator(&self, event_type: &str, schema: &Value) -> Result<Arc<Validator>, String> {
+    fn validator(
+        &self,
+        event_type: &str,
+        schema: &Value,
+    ) -> Result<Arc<Validator>, Arc<jsonschema::ValidationError<'static>>> {
         let mut compiled = self.compiled.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(entry) = compiled.get(event_type)
             && entry.source == *schema
@@ -327,13 +333,13 @@ impl Schemas {
 /// Compiles a route's schema: formats are checked (`uuid`, `email`, ...), patterns run on the
 /// linear-time `regex` engine (a route's pattern cannot backtrack for ever on a payload), and
 /// no reference is fetched: this build of the validator has no HTTP or file resolver.
-fn compile(schema: &Value) -> Result<Arc<Validator>, String> {
+fn compile(schema: &Value) -> Result<Arc<Validator>, Arc<jsonschema::ValidationError<'static>>> {
     jsonschema::options()
         .should_validate_formats(true)
         .with_pattern_options(PatternOptions::regex())
         .build(schema)
         .map(Arc::new)
-        .map_err(|error| error.to_string())
+        .map_err(Arc::new)
 }
 
 #[cfg(test)]

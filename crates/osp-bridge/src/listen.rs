@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use osp_config::DatabaseUrl;
 use osp_core::events::WORKFLOW_QUEUE_CHANNEL;
+use osp_runtime::Chain;
 use osp_runtime::backoff::Backoff;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::time::Instant;
@@ -64,7 +65,7 @@ pub async fn run(
         }
         let (delay, attempt) = backoff.next_delay();
         tracing::warn!(
-            %error,
+            error = %Chain(&error),
             url = %url,
             retry_in_ms = delay.as_millis(),
             attempt,
@@ -74,17 +75,38 @@ pub async fn run(
     }
 }
 
+/// Why a LISTEN session ended; the next one starts after a backoff.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionEnd {
+    #[error("cannot connect")]
+    Connect(#[source] osp_activities::db::DbError),
+    #[error("LISTEN failed")]
+    Listen(#[source] tokio_postgres::Error),
+    #[error("connection closed")]
+    Closed,
+    #[error("no pooled connection to send the probe NOTIFY")]
+    ProbePool(#[source] deadpool_postgres::PoolError),
+    #[error("probe NOTIFY could not be sent")]
+    ProbeSend(#[source] tokio_postgres::Error),
+    #[error("probe NOTIFY could not be sent in time")]
+    ProbeSendTimeout,
+    #[error(
+        "a NOTIFY from another session did not arrive within {0} ms (is LISTEN_DATABASE_URL a transaction-mode pooler?)"
+    )]
+    ProbeLost(u128),
+}
+
 /// One connection, from connect to failure; returns why it ended.
 async fn session(
     url: &DatabaseUrl,
     pool: &deadpool_postgres::Pool,
     wakeups: &Wakeups,
     timing: ListenTiming,
-) -> String {
+) -> SessionEnd {
     let (client, mut notifications) =
         match osp_activities::db::connect_listening(url.expose()).await {
             Ok(connected) => connected,
-            Err(error) => return error.to_string(),
+            Err(error) => return SessionEnd::Connect(error),
         };
     if let Err(error) = client
         .batch_execute(&format!(
@@ -92,7 +114,7 @@ async fn session(
         ))
         .await
     {
-        return format!("LISTEN failed: {error}");
+        return SessionEnd::Listen(error);
     }
     let mut ticker = tokio::time::interval(timing.ping_interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -103,7 +125,7 @@ async fn session(
                 Some(notification) => {
                     handle(&notification, wakeups, None);
                 }
-                None => return "connection closed".to_owned(),
+                None => return SessionEnd::Closed,
             },
             _ = ticker.tick() => {
                 if let Err(error) = probe(pool, &mut notifications, wakeups, timing.probe_timeout).await {
@@ -135,33 +157,30 @@ async fn probe(
     notifications: &mut UnboundedReceiver<Notification>,
     wakeups: &Wakeups,
     timeout: Duration,
-) -> Result<(), String> {
+) -> Result<(), SessionEnd> {
     let token = uuid::Uuid::new_v4().to_string();
     let deadline = Instant::now() + timeout;
     let send = async {
-        let client = pool.get().await.map_err(|error| error.to_string())?;
+        let client = pool.get().await.map_err(SessionEnd::ProbePool)?;
         client
             .query_typed(
                 "select pg_notify($1, $2)",
                 &[(&PROBE_CHANNEL, Type::TEXT), (&token, Type::TEXT)],
             )
             .await
-            .map_err(|error| error.to_string())
+            .map_err(SessionEnd::ProbeSend)
     };
     match tokio::time::timeout_at(deadline, send).await {
-        Err(_) => return Err("probe NOTIFY could not be sent in time".to_owned()),
-        Ok(Err(error)) => return Err(format!("probe NOTIFY could not be sent: {error}")),
+        Err(_) => return Err(SessionEnd::ProbeSendTimeout),
+        Ok(Err(error)) => return Err(error),
         Ok(Ok(_)) => {}
     }
     loop {
         match tokio::time::timeout_at(deadline, notifications.recv()).await {
             Err(_) => {
-                return Err(format!(
-                    "a NOTIFY from another session did not arrive within {} ms (is LISTEN_DATABASE_URL a transaction-mode pooler?)",
-                    timeout.as_millis()
-                ));
+                return Err(SessionEnd::ProbeLost(timeout.as_millis()));
             }
-            Ok(None) => return Err("connection closed".to_owned()),
+            Ok(None) => return Err(SessionEnd::Closed),
             Ok(Some(notification)) => {
                 if handle(&notification, wakeups, Some(&token)) {
                     return Ok(());

@@ -2,6 +2,7 @@
 //! fail, release, depth), each called as one unnamed statement (`query_typed`), so every call
 //! works through a transaction-mode pooler.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use deadpool_postgres::Pool;
@@ -20,6 +21,11 @@ pub enum QueueError {
     #[error("database error: {0}")]
     Sql(#[from] tokio_postgres::Error),
 }
+
+/// A claimed row whose `event_data` does not read as JSON: the job fails saying so.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("event_data cannot be read")]
+pub struct UnreadableData(#[source] pub Arc<tokio_postgres::Error>);
 
 /// Whether the routed event's type still has a route when the job is claimed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,7 +52,7 @@ pub struct ClaimedJob {
     pub event_id: Uuid,
     pub event_type: String,
     /// The routed event's data, or why it could not be read.
-    pub event_data: Result<Value, String>,
+    pub event_data: Result<Value, UnreadableData>,
     /// When the routed event was appended (its transaction commits right after).
     pub event_created_at: Option<SystemTime>,
     pub workflow_type: String,
@@ -88,7 +94,7 @@ impl ClaimedJob {
             event_type: text("event_type"),
             event_data: row
                 .try_get::<_, Value>("event_data")
-                .map_err(|error| format!("event_data cannot be read: {error}")),
+                .map_err(|error| UnreadableData(Arc::new(error))),
             event_created_at: row.try_get("event_created_at").ok(),
             workflow_type: text("workflow_type"),
             task_queue: text("task_queue"),

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use osp_config::{SupabaseSettings, redact_url};
+use osp_runtime::Chain;
 use osp_runtime::backoff::Backoff;
 use serde_json::{Value, json};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -62,54 +63,42 @@ struct Endpoint {
     path: String,
 }
 
+/// Why `SUPABASE_URL` gives no Realtime endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EndpointError {
+    #[error("SUPABASE_URL is not a URL")]
+    Parse(#[from] url::ParseError),
+    #[error("SUPABASE_URL must be an http:// or https:// URL, not {0}://")]
+    Scheme(String),
+    #[error("SUPABASE_URL has no host")]
+    NoHost,
+}
+
 impl Endpoint {
-    fn parse(url: &str) -> Result<Endpoint, String> {
-        let (tls, rest) = if let Some(rest) = strip_prefix_ignore_case(url, "https://") {
-            (true, rest)
-        } else if let Some(rest) = strip_prefix_ignore_case(url, "http://") {
-            (false, rest)
-        } else {
-            return Err("SUPABASE_URL must be an http:// or https:// URL".to_owned());
-        };
-        let (authority, base) = match rest.find(['/', '?', '#']) {
-            Some(end) => (
-                &rest[..end],
-                rest[end..].split(['?', '#']).next().unwrap_or(""),
-            ),
-            None => (rest, ""),
+    fn parse(text: &str) -> Result<Endpoint, EndpointError> {
+        let url = url::Url::parse(text)?;
+        let tls = match url.scheme() {
+            "https" => true,
+            "http" => false,
+            other => return Err(EndpointError::Scheme(other.to_owned())),
         };
         // Credentials in the URL are not used for Realtime; the service-role key is.
-        let authority = authority
-            .rsplit_once('@')
-            .map_or(authority, |(_, host)| host);
-        let (host, port) = if let Some(inner) = authority.strip_prefix('[') {
-            let (host, after) = inner
-                .split_once(']')
-                .ok_or_else(|| "SUPABASE_URL has `[` without `]`".to_owned())?;
-            (host.to_owned(), after.strip_prefix(':'))
-        } else {
-            match authority.split_once(':') {
-                Some((host, port)) => (host.to_owned(), Some(port)),
-                None => (authority.to_owned(), None),
-            }
+        let host = match url.host() {
+            Some(url::Host::Domain(domain)) if !domain.is_empty() => domain.to_owned(),
+            Some(url::Host::Ipv4(address)) => address.to_string(),
+            Some(url::Host::Ipv6(address)) => address.to_string(),
+            _ => return Err(EndpointError::NoHost),
         };
-        let port = match port {
-            Some(port) => port
-                .parse::<u16>()
-                .map_err(|_| "SUPABASE_URL has an invalid port".to_owned())?,
-            None if tls => 443,
-            None => 80,
-        };
-        if host.is_empty() {
-            return Err("SUPABASE_URL has no host".to_owned());
-        }
+        let port = url
+            .port_or_known_default()
+            .unwrap_or(if tls { 443 } else { 80 });
         Ok(Endpoint {
             tls,
             host,
             port,
             path: format!(
                 "{}/realtime/v1/websocket?vsn={VSN}",
-                base.trim_end_matches('/')
+                url.path().trim_end_matches('/')
             ),
         })
     }
@@ -122,31 +111,9 @@ impl Endpoint {
         } else {
             self.host.clone()
         };
-        format!(
-            "{scheme}://{host}:{}{}&apikey={}",
-            self.port,
-            self.path,
-            percent_encode(key)
-        )
+        let key: String = url::form_urlencoded::byte_serialize(key.as_bytes()).collect();
+        format!("{scheme}://{host}:{}{}&apikey={key}", self.port, self.path)
     }
-}
-
-fn strip_prefix_ignore_case<'s>(s: &'s str, prefix: &str) -> Option<&'s str> {
-    let head = s.get(..prefix.len())?;
-    head.eq_ignore_ascii_case(prefix)
-        .then(|| &s[prefix.len()..])
-}
-
-fn percent_encode(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for byte in value.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
-            out.push(char::from(byte));
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
 }
 
 /// The `phx_join` message: changes of pending jobs (new ones, and failed attempts put back).
@@ -182,7 +149,7 @@ pub async fn run(settings: SupabaseSettings, wakeups: Arc<Wakeups>, timing: Real
     let endpoint = match Endpoint::parse(&settings.url) {
         Ok(endpoint) => endpoint,
         Err(error) => {
-            tracing::error!(%error, "Realtime disabled");
+            tracing::error!(error = %Chain(&error), "Realtime disabled");
             return;
         }
     };
@@ -202,7 +169,7 @@ pub async fn run(settings: SupabaseSettings, wakeups: Arc<Wakeups>, timing: Real
         }
         let (delay, attempt) = backoff.next_delay();
         tracing::warn!(
-            %error,
+            error = %Chain(&error),
             url = %redact_url(&settings.url),
             retry_in_ms = delay.as_millis(),
             attempt,
@@ -212,13 +179,73 @@ pub async fn run(settings: SupabaseSettings, wakeups: Arc<Wakeups>, timing: Real
     }
 }
 
+/// Why a Realtime session ended (or never began); the next one starts after a backoff.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionEnd {
+    #[error("connecting to {host}:{port}")]
+    Connect {
+        host: String,
+        port: u16,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("TLS settings")]
+    TlsConfig(#[source] rustls::Error),
+    #[error("{0} is not a TLS server name")]
+    ServerName(String, #[source] rustls::pki_types::InvalidDnsNameError),
+    #[error("TLS with {host}")]
+    Tls {
+        host: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("websocket request")]
+    Request(#[source] tokio_tungstenite::tungstenite::Error),
+    /// The error names the status or the I/O problem, not the request (which has the key).
+    #[error("websocket handshake")]
+    Handshake(#[source] tokio_tungstenite::tungstenite::Error),
+    #[error("websocket connection timed out")]
+    ConnectTimeout,
+    #[error("sending {what}")]
+    Send {
+        what: &'static str,
+        #[source]
+        source: tokio_tungstenite::tungstenite::Error,
+    },
+    #[error("heartbeat unanswered")]
+    HeartbeatUnanswered,
+    #[error("joined, but no \"{SUBSCRIBED}\" within {0} ms")]
+    NotSubscribed(u128),
+    #[error("no reply to phx_join within {0} ms")]
+    NoJoinReply(u128),
+    #[error("socket closed")]
+    SocketClosed,
+    #[error("socket error")]
+    Socket(#[source] tokio_tungstenite::tungstenite::Error),
+    /// The server's close frame, cut short.
+    #[error("server closed the socket{0}")]
+    ServerClosed(String),
+    #[error("join refused: {0}")]
+    JoinRefused(String),
+    #[error("subscription failed: {0}")]
+    SubscriptionFailed(String),
+    #[error("channel error")]
+    ChannelError,
+    #[error("channel closed by the server")]
+    ChannelClosed,
+}
+
 trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 
-async fn open(endpoint: &Endpoint) -> Result<Box<dyn Stream>, String> {
+async fn open(endpoint: &Endpoint) -> Result<Box<dyn Stream>, SessionEnd> {
     let tcp = TcpStream::connect((endpoint.host.as_str(), endpoint.port))
         .await
-        .map_err(|error| format!("connecting to {}:{}: {error}", endpoint.host, endpoint.port))?;
+        .map_err(|source| SessionEnd::Connect {
+            host: endpoint.host.clone(),
+            port: endpoint.port,
+            source,
+        })?;
     let _ = tcp.set_nodelay(true);
     if !endpoint.tls {
         return Ok(Box::new(tcp));
@@ -227,15 +254,18 @@ async fn open(endpoint: &Endpoint) -> Result<Box<dyn Stream>, String> {
     let roots = rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|error| error.to_string())?
+        .map_err(SessionEnd::TlsConfig)?
         .with_root_certificates(roots)
         .with_no_client_auth();
     let name = rustls::pki_types::ServerName::try_from(endpoint.host.clone())
-        .map_err(|error| format!("{}: {error}", endpoint.host))?;
+        .map_err(|error| SessionEnd::ServerName(endpoint.host.clone(), error))?;
     let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
         .connect(name, tcp)
         .await
-        .map_err(|error| format!("TLS with {}: {error}", endpoint.host))?;
+        .map_err(|source| SessionEnd::Tls {
+            host: endpoint.host.clone(),
+            source,
+        })?;
     Ok(Box::new(tls))
 }
 
@@ -245,26 +275,25 @@ async fn session(
     key: &str,
     wakeups: &Wakeups,
     timing: RealtimeTiming,
-) -> String {
+) -> SessionEnd {
     let connect = async {
         let stream = open(endpoint).await?;
         let mut request = endpoint
             .url_with_key(key)
             .into_client_request()
-            .map_err(|error| format!("websocket request: {error}"))?;
+            .map_err(SessionEnd::Request)?;
         if let Ok(value) = HeaderValue::from_str(key) {
             request.headers_mut().insert("apikey", value);
         }
         tokio_tungstenite::client_async(request, stream)
             .await
             .map(|(socket, _)| socket)
-            // The error names the status or the I/O problem, not the request.
-            .map_err(|error| format!("websocket handshake: {error}"))
+            .map_err(SessionEnd::Handshake)
     };
     let mut socket = match tokio::time::timeout(timing.join_timeout, connect).await {
         Ok(Ok(socket)) => socket,
         Ok(Err(error)) => return error,
-        Err(_) => return "websocket connection timed out".to_owned(),
+        Err(_) => return SessionEnd::ConnectTimeout,
     };
 
     let mut next_ref: u64 = 1;
@@ -274,7 +303,10 @@ async fn session(
         .send(Message::text(join_message(key, &join_ref).to_string()))
         .await
     {
-        return format!("sending phx_join: {error}");
+        return SessionEnd::Send {
+            what: "phx_join",
+            source: error,
+        };
     }
     let join_deadline = Instant::now() + timing.join_timeout;
     let mut joined = false;
@@ -290,34 +322,34 @@ async fn session(
             message = socket.next() => message,
             _ = heartbeat.tick() => {
                 if pending_heartbeat.is_some() {
-                    return "heartbeat unanswered".to_owned();
+                    return SessionEnd::HeartbeatUnanswered;
                 }
                 let reference = next_ref.to_string();
                 next_ref += 1;
                 if let Err(error) = socket.send(Message::text(heartbeat_message(&reference).to_string())).await {
-                    return format!("sending heartbeat: {error}");
+                    return SessionEnd::Send { what: "heartbeat", source: error };
                 }
                 pending_heartbeat = Some(reference);
                 continue;
             }
             () = tokio::time::sleep_until(join_deadline), if !subscribed => {
+                let waited = timing.join_timeout.as_millis();
                 return if joined {
-                    format!("joined, but no \"{SUBSCRIBED}\" within {} ms", timing.join_timeout.as_millis())
+                    SessionEnd::NotSubscribed(waited)
                 } else {
-                    format!("no reply to phx_join within {} ms", timing.join_timeout.as_millis())
+                    SessionEnd::NoJoinReply(waited)
                 };
             }
         };
         let text = match message {
-            None => return "socket closed".to_owned(),
-            Some(Err(error)) => return format!("socket error: {error}"),
+            None => return SessionEnd::SocketClosed,
+            Some(Err(error)) => return SessionEnd::Socket(error),
             Some(Ok(Message::Text(text))) => text,
             Some(Ok(Message::Close(frame))) => {
-                return format!(
-                    "server closed the socket{}",
+                return SessionEnd::ServerClosed(
                     frame
-                        .map(|f| format!(": {} {}", f.code, f.reason))
-                        .unwrap_or_default()
+                        .map(|f| short(&format!(": {} {}", f.code, f.reason)))
+                        .unwrap_or_default(),
                 );
             }
             Some(Ok(_)) => continue,
@@ -341,10 +373,9 @@ async fn session(
                     joined = true;
                     tracing::debug!("Realtime channel joined; waiting for the subscription");
                 } else {
-                    return format!(
-                        "join refused: {}",
-                        short(&frame["payload"]["response"].to_string())
-                    );
+                    return SessionEnd::JoinRefused(short(
+                        &frame["payload"]["response"].to_string(),
+                    ));
                 }
             }
             (TOPIC, "system") => {
@@ -354,12 +385,12 @@ async fn session(
                     // A change: set_up sweeps, which claims whatever came before the join.
                     wakeups.set_up(Source::Realtime, true);
                 } else if status == Some("error") {
-                    return format!("subscription failed: {}", short(text));
+                    return SessionEnd::SubscriptionFailed(short(text));
                 }
             }
             (TOPIC, "postgres_changes") => wakeups.wake(Source::Realtime),
-            (TOPIC, "phx_error") => return "channel error".to_owned(),
-            (TOPIC, "phx_close") => return "channel closed by the server".to_owned(),
+            (TOPIC, "phx_error") => return SessionEnd::ChannelError,
+            (TOPIC, "phx_close") => return SessionEnd::ChannelClosed,
             _ => {}
         }
     }

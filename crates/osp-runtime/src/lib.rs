@@ -3,6 +3,7 @@
 //! start-up backoff. Binaries call these; libraries never need them.
 
 pub mod backoff;
+pub mod chain;
 pub mod health;
 pub mod logging;
 pub mod metrics;
@@ -10,5 +11,6 @@ pub mod server;
 pub mod shutdown;
 pub mod temporal;
 
+pub use chain::Chain;
 pub use health::Health;
 pub use metrics::Metrics;
