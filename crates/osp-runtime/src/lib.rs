@@ -6,6 +6,7 @@ pub mod backoff;
 pub mod health;
 pub mod logging;
 pub mod metrics;
+pub mod retry;
 pub mod server;
 pub mod shutdown;
 pub mod temporal;
