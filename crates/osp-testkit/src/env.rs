@@ -146,7 +146,7 @@ async fn prepare_template(postgres: &Postgres) -> Result<(), TestError> {
         for migration in SERVICE_MIGRATIONS.get().copied().unwrap_or_default() {
             client.batch_execute(migration.sql).await.map_err(|error| {
                 TestError::database(
-                    &format!(
+                    format!(
                         "applying the service's migration {} ({})",
                         migration.version, migration.name
                     ),
