@@ -28,9 +28,9 @@ pub use error::TestError;
 pub use history::{HistoryFormat, RecordedHistory};
 pub use osp_activities::Migration;
 pub use osp_stack::{
-    OspProcess, PgBouncer, Postgres, ProcessError, SUPABASE_ROLES_SQL, Stack, StackError,
-    TemporalDevServer, TemporalOptions, TlsGrpcProxy, TlsProxyOptions, error_chain, osp_binary,
-    temporal_cli,
+    GetError, OspProcess, PgBouncer, Postgres, ProcessError, SUPABASE_ROLES_SQL, Stack, StackError,
+    TemporalDevServer, TemporalOptions, TlsGrpcProxy, TlsProxyOptions, error_chain, free_port, get,
+    osp_binary, temporal_cli,
 };
 pub use replay::{ReplayFailureKind, ReplayMismatch, Replayer};
 pub use worker::{TestWorker, TestWorkerBuilder};
