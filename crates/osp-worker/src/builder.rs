@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use deadpool_postgres::Pool;
 use osp_activities::deployer::Deployer;
+use osp_activities::email::Mailer;
 use osp_activities::{PlatformActivities, db};
 use osp_core::activities::ALL_ACTIVITIES;
 use osp_core::config::WorkerConfig;
@@ -199,6 +200,12 @@ impl WorkerBuilder {
         let activities = std::mem::take(&mut self.activities);
         let hooks = std::mem::take(&mut self.hooks);
         let plan = self.plan()?;
+        // Checked before anything connects: a bad SMTP setting must not wait for Temporal.
+        let mailer = if self.osp_activities {
+            Some(crate::mailer(&self.config.email)?)
+        } else {
+            None
+        };
         let resources = Resources::start(&self, &plan).await?;
         tracing::info!(
             identity = %resources.identity,
@@ -225,7 +232,7 @@ impl WorkerBuilder {
         {
             tracing::warn!(error = %osp_runtime::retry::error_chain(&error), "could not record the worker in the registry");
         }
-        let options = self.worker_options(&plan, &resources, activities, hooks)?;
+        let options = self.worker_options(&plan, &resources, mailer, activities, hooks)?;
         let mut worker = Worker::new(&resources.runtime, client.clone(), options)?;
         let _tasks = self.background(&plan, &resources, client, started);
         let outcome = drain_on(&mut worker, &resources.health, &self.config, shutdown).await;
@@ -244,6 +251,7 @@ impl WorkerBuilder {
         &self,
         plan: &Plan,
         resources: &Resources,
+        mailer: Option<Arc<dyn Mailer>>,
         activities: Vec<ActivityRegistration>,
         hooks: Vec<OptionsHook>,
     ) -> Result<WorkerOptions, WorkerError> {
@@ -256,11 +264,11 @@ impl WorkerBuilder {
             .deployment_options(crate::deployment_options(settings))
             .graceful_shutdown_period(settings.shutdown_grace)
             .build();
-        if self.osp_activities {
+        if let Some(mailer) = mailer {
             options.register_activities(PlatformActivities::new(
                 resources.pool.clone(),
                 crate::dns_provider(&self.config.dns),
-                crate::mailer(&self.config.email)?,
+                mailer,
                 Deployer {
                     manifest_dir: settings.manifest_dir.clone(),
                     command: settings.deployer_command.clone(),
