@@ -7,6 +7,7 @@ pub mod chain;
 pub mod health;
 pub mod logging;
 pub mod metrics;
+pub mod retry;
 pub mod server;
 pub mod shutdown;
 pub mod temporal;

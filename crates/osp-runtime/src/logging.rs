@@ -17,21 +17,29 @@ use tracing_subscriber::util::SubscriberInitExt as _;
 #[derive(Debug, thiserror::Error)]
 pub enum LoggingError {
     /// `RUST_LOG` does not parse as a filter.
-    #[error("RUST_LOG: `{filter}` is not a log filter: {reason}")]
-    Filter { filter: String, reason: String },
+    #[error("RUST_LOG: `{filter}` is not a log filter: {source}")]
+    Filter {
+        filter: String,
+        #[source]
+        source: tracing_subscriber::filter::ParseError,
+    },
     /// A subscriber was already installed.
     #[error("logging was already initialised")]
     AlreadyInitialised,
     /// The OTLP exporter could not be built.
-    #[error("OTEL_EXPORTER_OTLP_ENDPOINT: cannot export to {endpoint}: {reason}")]
-    Otlp { endpoint: String, reason: String },
+    #[error("OTEL_EXPORTER_OTLP_ENDPOINT: cannot export to {endpoint}: {source}")]
+    Otlp {
+        endpoint: String,
+        #[source]
+        source: opentelemetry_otlp::ExporterBuildError,
+    },
 }
 
 /// Checks the filter, without installing anything.
 pub fn filter(settings: &LogSettings) -> Result<EnvFilter, LoggingError> {
-    EnvFilter::try_new(&settings.filter).map_err(|error| LoggingError::Filter {
+    EnvFilter::try_new(&settings.filter).map_err(|source| LoggingError::Filter {
         filter: settings.filter.clone(),
-        reason: error.to_string(),
+        source,
     })
 }
 
@@ -67,15 +75,15 @@ pub fn init_with_telemetry(
         install(log, None)?;
         return Ok(TelemetryGuard { provider: None });
     };
-    let otlp_error = |reason: String| LoggingError::Otlp {
+    let otlp_error = |source| LoggingError::Otlp {
         endpoint: endpoint.clone(),
-        reason,
+        source,
     };
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_tonic()
         .with_endpoint(endpoint.clone())
         .build()
-        .map_err(|error| otlp_error(error.to_string()))?;
+        .map_err(otlp_error)?;
     let provider = SdkTracerProvider::builder()
         .with_span_processor(
             BatchSpanProcessor::builder(exporter, opentelemetry_sdk::runtime::Tokio).build(),

@@ -13,6 +13,7 @@ use hyper_util::rt::TokioExecutor;
 use prometheus::{Encoder, Registry, TextEncoder};
 use temporalio_common::telemetry::metrics::CoreMeter;
 use temporalio_common::telemetry::{PrometheusExporterOptions, start_prometheus_metric_exporter};
+use tokio::task::AbortHandle;
 
 /// How long the SDK's exporter may take; a Prometheus scrape usually times out at 10 s.
 const SCRAPE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -24,7 +25,47 @@ const SCRAPE_LIMIT: usize = 16 * 1024 * 1024;
 pub enum MetricsError {
     /// The SDK's exporter could not start.
     #[error("temporal metrics exporter: {0}")]
-    Exporter(String),
+    Exporter(#[source] Box<dyn std::error::Error + Send + Sync + 'static>),
+}
+
+/// Why the SDK's series could not be scraped for one `/metrics` answer.
+#[derive(Debug, thiserror::Error)]
+enum ScrapeError {
+    #[error("exporter address: {0}")]
+    Uri(#[from] hyper::http::uri::InvalidUri),
+    #[error("request: {0}")]
+    Request(#[from] hyper_util::client::legacy::Error),
+    #[error("reading at most {SCRAPE_LIMIT} bytes: {0}")]
+    Body(#[source] Box<dyn std::error::Error + Send + Sync + 'static>),
+    #[error("no answer within {} ms", .0.as_millis())]
+    Timeout(Duration),
+}
+
+/// The SDK's loopback exporter; dropping it stops the exporter's task and closes its port.
+#[derive(Debug)]
+pub struct SdkExporter {
+    abort: Option<AbortHandle>,
+    addr: SocketAddr,
+}
+
+impl SdkExporter {
+    /// Where the exporter listens (loopback).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Leaves the exporter running for the rest of the process.
+    pub fn detach(mut self) {
+        self.abort = None;
+    }
+}
+
+impl Drop for SdkExporter {
+    fn drop(&mut self) {
+        if let Some(abort) = self.abort.take() {
+            abort.abort();
+        }
+    }
 }
 
 /// The metrics a process exposes.
@@ -67,9 +108,20 @@ impl Metrics {
         &self.registry
     }
 
-    /// Starts the SDK's Prometheus exporter on a loopback port and returns the meter to give
-    /// the Temporal runtime; its series are appended to [`Metrics::render`].
-    pub fn with_sdk_exporter(mut self) -> Result<(Self, Arc<dyn CoreMeter>), MetricsError> {
+    /// Starts the SDK's Prometheus exporter on a loopback port for the rest of the process
+    /// and returns the meter to give the Temporal runtime; its series are appended to
+    /// [`Metrics::render`]. [`Metrics::start_sdk_exporter`] stops it with a guard.
+    pub fn with_sdk_exporter(self) -> Result<(Self, Arc<dyn CoreMeter>), MetricsError> {
+        let (metrics, meter, exporter) = self.start_sdk_exporter()?;
+        exporter.detach();
+        Ok((metrics, meter))
+    }
+
+    /// Like [`Metrics::with_sdk_exporter`]; the exporter runs until the returned guard is
+    /// dropped.
+    pub fn start_sdk_exporter(
+        mut self,
+    ) -> Result<(Self, Arc<dyn CoreMeter>, SdkExporter), MetricsError> {
         let options = PrometheusExporterOptions::builder()
             .socket_addr(SocketAddr::from(([127, 0, 0, 1], 0)))
             .counters_total_suffix(true)
@@ -77,9 +129,13 @@ impl Metrics {
             .use_seconds_for_durations(true)
             .build();
         let started = start_prometheus_metric_exporter(options)
-            .map_err(|error| MetricsError::Exporter(error.to_string()))?;
+            .map_err(|error| MetricsError::Exporter(error.into_boxed_dyn_error()))?;
         self.sdk = Some(started.bound_addr);
-        Ok((self, started.meter))
+        let exporter = SdkExporter {
+            abort: Some(started.abort_handle),
+            addr: started.bound_addr,
+        };
+        Ok((self, started.meter, exporter))
     }
 
     /// The Prometheus text of every series.
@@ -98,30 +154,19 @@ impl Metrics {
     }
 
     /// The SDK's exposition, within [`Metrics::scrape_timeout`] and [`SCRAPE_LIMIT`] bytes.
-    async fn scrape_sdk(&self, addr: SocketAddr) -> Result<String, String> {
-        let uri = format!("http://{addr}/metrics")
-            .parse()
-            .map_err(|error: hyper::http::uri::InvalidUri| error.to_string())?;
+    async fn scrape_sdk(&self, addr: SocketAddr) -> Result<String, ScrapeError> {
+        let uri = format!("http://{addr}/metrics").parse()?;
         let scrape = async {
-            let response = self
-                .client
-                .get(uri)
-                .await
-                .map_err(|error| error.to_string())?;
+            let response = self.client.get(uri).await?;
             let body = Limited::new(response.into_body(), SCRAPE_LIMIT)
                 .collect()
                 .await
-                .map_err(|error| format!("reading at most {SCRAPE_LIMIT} bytes: {error}"))?;
+                .map_err(ScrapeError::Body)?;
             Ok(String::from_utf8_lossy(&body.to_bytes()).into_owned())
         };
         tokio::time::timeout(self.scrape_timeout, scrape)
             .await
-            .unwrap_or_else(|_| {
-                Err(format!(
-                    "no answer within {} ms",
-                    self.scrape_timeout.as_millis()
-                ))
-            })
+            .unwrap_or(Err(ScrapeError::Timeout(self.scrape_timeout)))
     }
 }
 

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -204,5 +205,52 @@ async fn respond(
             metrics.render().await,
         ),
         _ => reply(StatusCode::NOT_FOUND, "text/plain", "not found\n".into()),
+    }
+}
+
+/// The health server could not listen.
+#[derive(Debug, thiserror::Error)]
+#[error("health server: cannot listen on {addr}")]
+pub struct BindError {
+    pub addr: SocketAddr,
+    #[source]
+    pub source: std::io::Error,
+}
+
+/// A running health server: bound by [`HealthServer::start`], stopped (its port closed) when
+/// dropped, so no return path of its owner leaves it behind.
+#[derive(Debug)]
+pub struct HealthServer {
+    task: JoinHandle<()>,
+    addr: SocketAddr,
+}
+
+impl HealthServer {
+    /// Binds `addr` and serves [`spawn`]'s endpoints on it.
+    pub async fn start(
+        addr: SocketAddr,
+        health: Health,
+        metrics: Metrics,
+    ) -> Result<HealthServer, BindError> {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| BindError { addr, source })?;
+        let addr = listener.local_addr().unwrap_or(addr);
+        tracing::info!(%addr, "serving /healthz, /readyz and /metrics");
+        Ok(HealthServer {
+            task: spawn(listener, health, metrics),
+            addr,
+        })
+    }
+
+    /// Where it listens (the bound port when 0 was asked for).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+impl Drop for HealthServer {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use osp_config::TemporalSettings;
+use temporalio_client::errors::{ClientConnectError, ClientNewError};
 use temporalio_client::{
     Client, ClientOptions, ClientTlsOptions, Connection, ConnectionOptions, GrpcCompression,
     TlsOptions, Url,
@@ -13,14 +14,22 @@ use temporalio_common::telemetry::metrics::TemporalMeter;
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
     /// The address does not form a URL.
-    #[error("temporal address {address}: {reason}")]
-    Address { address: String, reason: String },
+    #[error("temporal address {address}: {source}")]
+    Address {
+        address: String,
+        #[source]
+        source: url::ParseError,
+    },
     /// The server could not be reached or refused the connection.
-    #[error("cannot connect to temporal at {address}: {reason}")]
-    Connect { address: String, reason: String },
+    #[error("cannot connect to temporal at {address}: {source}")]
+    Connect {
+        address: String,
+        #[source]
+        source: ClientConnectError,
+    },
     /// The client could not be built.
     #[error("temporal client: {0}")]
-    Client(String),
+    Client(#[from] ClientNewError),
 }
 
 /// Connects and binds a client to the configured namespace.
@@ -33,9 +42,9 @@ pub async fn connect(
     let tls = settings.tls.is_some() || settings.api_key.is_some();
     let scheme = if tls { "https" } else { "http" };
     let url =
-        Url::parse(&format!("{scheme}://{address}")).map_err(|error| ConnectError::Address {
+        Url::parse(&format!("{scheme}://{address}")).map_err(|source| ConnectError::Address {
             address: address.clone(),
-            reason: error.to_string(),
+            source,
         })?;
     let tls_options = settings.tls.as_ref().map(|tls| {
         TlsOptions::builder()
@@ -66,15 +75,15 @@ pub async fn connect(
             osp_config::GrpcCompression::Gzip => GrpcCompression::Gzip,
         })
         .build();
-    let connection = Connection::connect(options)
-        .await
-        .map_err(|error| ConnectError::Connect {
-            address: address.clone(),
-            reason: error.to_string(),
-        })?;
-    Client::new(
+    let connection =
+        Connection::connect(options)
+            .await
+            .map_err(|source| ConnectError::Connect {
+                address: address.clone(),
+                source,
+            })?;
+    Ok(Client::new(
         connection,
         ClientOptions::new(settings.namespace.clone()).build(),
-    )
-    .map_err(|error| ConnectError::Client(error.to_string()))
+    )?)
 }

@@ -11,10 +11,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use osp_activities::PlatformActivities;
 use osp_activities::deployer::Deployer;
 use osp_activities::dns::{DnsProvider, LogDns};
 use osp_activities::email::{LogMailer, Mailer};
+use osp_activities::{Migration, PlatformActivities};
 use temporalio_client::{Client, WorkflowStartOptions};
 use temporalio_common::HasWorkflowDefinition;
 use tokio::sync::OnceCell;
@@ -52,6 +52,10 @@ struct Shared {
 }
 
 static SHARED: OnceCell<Result<Shared, String>> = OnceCell::const_new();
+
+/// A service's own migrations, applied to the template after OSP's; fixed by the first test
+/// of the binary that starts the environment.
+static SERVICE_MIGRATIONS: std::sync::OnceLock<&'static [Migration]> = std::sync::OnceLock::new();
 
 /// Distinguishes the databases and queues of the tests of one binary.
 static TEST_COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -139,6 +143,17 @@ async fn prepare_template(postgres: &Postgres) -> Result<(), TestError> {
                 context: "migrating the template".to_owned(),
                 detail: error.to_string(),
             })?;
+        for migration in SERVICE_MIGRATIONS.get().copied().unwrap_or_default() {
+            client.batch_execute(migration.sql).await.map_err(|error| {
+                TestError::database(
+                    format!(
+                        "applying the service's migration {} ({})",
+                        migration.version, migration.name
+                    ),
+                    &error,
+                )
+            })?;
+        }
         drop(client);
         // A copy is refused while anyone is connected to the template: wait for the close.
         let _ = driver.await;
@@ -238,6 +253,26 @@ pub async fn test_env() -> Result<TestEnv, TestError> {
     TestEnv::new().await
 }
 
+/// Like [`test_env`], with a service's own `migrations` applied after OSP's into the
+/// template every test database is copied from. Every test of one binary must pass the same
+/// migrations (the template is made once); a different list is refused.
+pub async fn test_env_with(migrations: &'static [Migration]) -> Result<TestEnv, TestError> {
+    let fixed = *SERVICE_MIGRATIONS.get_or_init(|| migrations);
+    let same = fixed.len() == migrations.len()
+        && fixed
+            .iter()
+            .zip(migrations)
+            .all(|(a, b)| a.version == b.version && a.sql == b.sql);
+    if !same {
+        return Err(TestError::Environment(format!(
+            "this test binary's environment was started with other service migrations ({}); \
+             every test of one binary must pass the same ones",
+            fixed.iter().map(|m| m.name).collect::<Vec<_>>().join(", ")
+        )));
+    }
+    TestEnv::create().await
+}
+
 /// One test's isolated part of the shared environment. Dropping it prints how long the test
 /// took after the environment was up, and, when the test is panicking, writes the history
 /// and description of every workflow it started.
@@ -265,6 +300,10 @@ impl TestEnv {
     /// Starts (or joins) this binary's environment and creates this test's database (a copy
     /// of the migrated template), task queue, client and scratch directory.
     pub async fn new() -> Result<TestEnv, TestError> {
+        test_env_with(&[]).await
+    }
+
+    async fn create() -> Result<TestEnv, TestError> {
         let shared = shared().await?;
         let began = Instant::now();
         let number = TEST_COUNTER.fetch_add(1, Ordering::Relaxed);
@@ -344,6 +383,15 @@ impl TestEnv {
     /// This test's database through the transaction-mode PgBouncer, as on Supabase.
     pub fn pooled_database_url(&self) -> String {
         self.shared.pgbouncer.url(&self.database)
+    }
+
+    /// A small pool over this test's database (directly), as a worker hands its service's
+    /// activities.
+    pub fn pool(&self) -> Result<deadpool_postgres::Pool, TestError> {
+        osp_activities::db::pool(&self.database_url(), 4).map_err(|error| TestError::Database {
+            context: "building a pool over the test's database".to_owned(),
+            detail: error.to_string(),
+        })
     }
 
     /// A new direct connection to this test's database, its driver running on the test's

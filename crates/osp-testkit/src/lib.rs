@@ -6,6 +6,8 @@
 
 mod activities;
 mod artifacts;
+#[cfg(feature = "bridge")]
+mod bridge;
 mod chain;
 mod env;
 mod error;
@@ -18,14 +20,17 @@ mod workflow;
 
 pub use activities::{Calls, Replaced, Replacement, non_retryable, retryable};
 pub use artifacts::artifacts_dir;
+#[cfg(feature = "bridge")]
+pub use bridge::TestBridge;
 pub use chain::{ChainMismatch, StoredEvent, chain_diff, stream_events, wait_for_chain};
-pub use env::{DEFAULT_DEADLINE, PlatformBuilder, TestEnv, test_env};
+pub use env::{DEFAULT_DEADLINE, PlatformBuilder, TestEnv, test_env, test_env_with};
 pub use error::TestError;
 pub use history::{HistoryFormat, RecordedHistory};
+pub use osp_activities::Migration;
 pub use osp_stack::{
-    OspProcess, PgBouncer, Postgres, ProcessError, SUPABASE_ROLES_SQL, Stack, StackError,
-    TemporalDevServer, TemporalOptions, TlsGrpcProxy, TlsProxyOptions, error_chain, osp_binary,
-    temporal_cli,
+    GetError, OspProcess, PgBouncer, Postgres, ProcessError, SUPABASE_ROLES_SQL, Stack, StackError,
+    TemporalDevServer, TemporalOptions, TlsGrpcProxy, TlsProxyOptions, error_chain, free_port, get,
+    osp_binary, temporal_cli,
 };
 pub use replay::{ReplayFailureKind, ReplayMismatch, Replayer};
 pub use worker::{TestWorker, TestWorkerBuilder};

@@ -237,9 +237,15 @@ fn only_the_assemblers_link_both_sides() {
         })
         .cloned()
         .collect();
-    let allowed: BTreeSet<String> = ["osp-worker", "osp-testkit", "osp-tools"]
+    let mut allowed: BTreeSet<String> = ["osp-worker", "osp-testkit", "osp-tools"]
         .map(String::from)
         .into();
+    // A service under `examples/` assembles its own worker on the builder, as a user does.
+    allowed.extend(
+        example_packages()
+            .into_iter()
+            .filter(|package| graph.direct(package).contains("osp-worker")),
+    );
     assert!(both.is_subset(&allowed), "{both:?}");
 }
 
@@ -253,6 +259,44 @@ fn no_crate_links_the_tools() {
             !graph.direct(package).contains("osp-tools"),
             "{package} depends on osp-tools"
         );
+    }
+}
+
+/// The package names of the crates under `examples/`, read from their manifests.
+fn example_packages() -> BTreeSet<String> {
+    package_dirs("examples").into_keys().collect()
+}
+
+/// Package name -> manifest text of every crate directly under `dir` of the workspace.
+fn package_dirs(dir: &str) -> BTreeMap<String, String> {
+    let mut packages = BTreeMap::new();
+    let Ok(entries) = std::fs::read_dir(workspace_root().join(dir)) else {
+        return packages;
+    };
+    for entry in entries {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+        let Ok(manifest) = std::fs::read_to_string(path.join("Cargo.toml")) else {
+            continue;
+        };
+        packages.insert(name, manifest);
+    }
+    packages
+}
+
+#[test]
+fn examples_use_only_the_public_crates() {
+    // An example is what a service outside the workspace writes: the stack and the tools are
+    // the project's own, never a user's dependency (the testkit re-exports what tests need).
+    let examples = package_dirs("examples");
+    assert!(!examples.is_empty(), "no crate under examples/");
+    for (name, manifest) in &examples {
+        for private in ["osp-stack", "osp-tools"] {
+            assert!(
+                !manifest.contains(private),
+                "examples/{name} depends on {private}"
+            );
+        }
     }
 }
 
@@ -295,18 +339,16 @@ fn files_under(dir: &Path, extension: &str, out: &mut Vec<PathBuf>) {
 #[test]
 fn crates_are_named_like_their_directories_and_inherit_the_workspace_lints() {
     let graph = Graph::load();
-    let crates = workspace_root().join("crates");
     let mut dirs = BTreeSet::new();
-    for entry in std::fs::read_dir(&crates).unwrap() {
-        let path = entry.unwrap().path();
-        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
-        let manifest = std::fs::read_to_string(path.join("Cargo.toml")).unwrap();
+    let crates = package_dirs("crates");
+    let examples = package_dirs("examples");
+    for (name, manifest) in crates.iter().chain(&examples) {
         assert!(manifest.contains(&format!("name = \"{name}\"")), "{name}");
         assert!(
             manifest.contains("[lints]\nworkspace = true"),
             "{name} does not inherit [workspace.lints]"
         );
-        dirs.insert(name);
+        dirs.insert(name.clone());
     }
     assert_eq!(dirs, graph.workspace);
 }
@@ -315,6 +357,7 @@ fn crates_are_named_like_their_directories_and_inherit_the_workspace_lints() {
 fn every_source_file_says_what_it_is_for() {
     let mut files = Vec::new();
     files_under(&workspace_root().join("crates"), "rs", &mut files);
+    files_under(&workspace_root().join("examples"), "rs", &mut files);
     assert!(files.len() > 10);
     let mut problems = Vec::new();
     for file in &files {
@@ -334,6 +377,7 @@ fn every_source_file_says_what_it_is_for() {
     }
     let mut sql = Vec::new();
     files_under(&workspace_root().join("crates"), "sql", &mut sql);
+    files_under(&workspace_root().join("examples"), "sql", &mut sql);
     for file in &sql {
         if !std::fs::read_to_string(file).unwrap().starts_with("-- ") {
             problems.push(format!(

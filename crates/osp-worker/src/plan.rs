@@ -1,5 +1,5 @@
-//! What a worker serves: every OSP workflow on `TEMPORAL_TASK_QUEUE`, or what a manifest
-//! lists on the manifest's queue.
+//! What a worker serves: every workflow registered in the binary on `TEMPORAL_TASK_QUEUE`,
+//! or what a manifest lists (among those) on the manifest's queue.
 
 use std::path::{Path, PathBuf};
 
@@ -39,19 +39,32 @@ pub enum PlanError {
 impl Plan {
     /// Every OSP workflow on `task_queue`.
     pub fn all(task_queue: &str) -> Self {
+        Self::serving(task_queue, ALL_WORKFLOWS)
+    }
+
+    /// The workflows `names` on `task_queue`, without a manifest.
+    pub fn serving(task_queue: &str, names: &[&str]) -> Self {
         Self {
             task_queue: task_queue.to_owned(),
-            workflows: ALL_WORKFLOWS
-                .iter()
-                .map(|name| (*name).to_owned())
-                .collect(),
+            workflows: names.iter().map(|name| (*name).to_owned()).collect(),
             service_schema: "osp".to_owned(),
             manifest_path: None,
         }
     }
 
-    /// The manifest at `path`; its JavaScript-only fields are logged and ignored.
+    /// The manifest at `path`, naming OSP's own workflows and activities.
     pub fn from_manifest(path: &Path) -> Result<Self, PlanError> {
+        Self::from_manifest_among(path, ALL_WORKFLOWS, ALL_ACTIVITIES)
+    }
+
+    /// The manifest at `path`, naming only workflows and activities of `known_workflows` and
+    /// `known_activities` (what the binary registers); its JavaScript-only fields are logged
+    /// and ignored.
+    pub fn from_manifest_among(
+        path: &Path,
+        known_workflows: &[&str],
+        known_activities: &[&str],
+    ) -> Result<Self, PlanError> {
         let text = std::fs::read_to_string(path).map_err(|source| PlanError::Read {
             path: path.to_owned(),
             source,
@@ -70,7 +83,7 @@ impl Plan {
             );
         }
         manifest
-            .check_names(ALL_WORKFLOWS, ALL_ACTIVITIES)
+            .check_names(known_workflows, known_activities)
             .map_err(manifest_error)?;
         let mut workflows: Vec<String> = Vec::new();
         for workflow in &manifest.workflows {

@@ -31,7 +31,7 @@ pub(crate) async fn watch_pollers(
             for kind in [TaskQueueType::Workflow, TaskQueueType::Activity] {
                 all &= is_polling(&client, &task_queue, &identity, kind).await?;
             }
-            Ok::<bool, String>(all)
+            Ok::<bool, tonic_status::DescribeError>(all)
         }
         .await;
         match seen {
@@ -53,7 +53,7 @@ pub(crate) async fn watch_pollers(
             }
             Err(error) => {
                 metrics.ready.set(0);
-                health.fail("temporal", error);
+                health.fail("temporal", error.to_string());
             }
         }
         // Fast until ready, then a slow check that notices a lost connection.
@@ -71,7 +71,7 @@ async fn is_polling(
     task_queue: &str,
     identity: &str,
     kind: TaskQueueType,
-) -> Result<bool, String> {
+) -> Result<bool, tonic_status::DescribeError> {
     let request = DescribeTaskQueueRequest {
         namespace: client.namespace(),
         task_queue: Some(TaskQueue {
@@ -87,10 +87,17 @@ async fn is_polling(
         .workflow_service()
         .describe_task_queue(temporalio_client::tonic::Request::new(request))
         .await
-        .map_err(|status| format!("describe task queue: {}", status.message()))?;
+        .map_err(tonic_status::DescribeError)?;
     Ok(response
         .into_inner()
         .pollers
         .iter()
         .any(|poller| poller.identity == identity))
+}
+
+mod tonic_status {
+    /// The server did not describe the task queue.
+    #[derive(Debug, thiserror::Error)]
+    #[error("describe task queue: {}", .0.message())]
+    pub(crate) struct DescribeError(#[source] pub(crate) temporalio_client::tonic::Status);
 }

@@ -1,7 +1,10 @@
 //! The worker's row in `osp_metadata.worker_registry` (seed 002): recorded at start,
 //! refreshed on an interval, marked `stopped` at shutdown.
 
+use std::time::Duration;
+
 use deadpool_postgres::Pool;
+use osp_runtime::Health;
 use tokio_postgres::types::Type;
 
 use crate::plan::Plan;
@@ -70,13 +73,30 @@ pub async fn stopped(pool: &Pool, identity: &str) -> Result<(), RegistryError> {
     Ok(())
 }
 
+/// Refreshes the row every `every`; a failure makes the worker not ready until it recovers.
+pub(crate) async fn heartbeat_every(pool: Pool, identity: String, every: Duration, health: Health) {
+    let mut ticker = tokio::time::interval(every);
+    ticker.tick().await;
+    loop {
+        ticker.tick().await;
+        match heartbeat(&pool, &identity).await {
+            Ok(()) => health.pass("database"),
+            Err(error) => {
+                let reason = osp_runtime::retry::error_chain(&error);
+                tracing::warn!(error = %reason, "registry heartbeat failed");
+                health.fail("database", reason);
+            }
+        }
+    }
+}
+
 /// A registry write failed.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
     /// No connection from the pool.
-    #[error("worker registry: {0}")]
+    #[error("worker registry: no connection from the pool")]
     Pool(#[from] deadpool_postgres::PoolError),
     /// The statement failed.
-    #[error("worker registry: {0}")]
+    #[error("worker registry: the statement failed")]
     Database(#[from] tokio_postgres::Error),
 }
