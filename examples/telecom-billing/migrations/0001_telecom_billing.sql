@@ -31,8 +31,27 @@ create table if not exists telecom_billing.payments (
 );
 
 -- `invoice.requested` on an account's stream starts processBilling on this service's queue:
--- one row in OSP's routes table is all a service adds to be routed.
-insert into osp_metadata.workflow_routes (event_type, workflow_type, task_queue, workflow_id_template)
+-- one row in OSP's routes table is all a service adds to be routed. The bridge checks the
+-- event's data against the schema (BillingRequest) and fills `account_id` from the stream,
+-- so a client does not repeat the account id; a different one fails the job.
+insert into osp_metadata.workflow_routes
+    (event_type, workflow_type, task_queue, workflow_id_template, input_schema, stream_id_field)
 values ('invoice.requested', 'processBilling', 'telecom_billing_service_789-tasks',
-        'billing-{stream_id}-{period}')
+        'billing-{stream_id}-{period}',
+        '{"type": "object",
+          "required": ["account_id", "period", "usage", "email"],
+          "additionalProperties": false,
+          "properties": {
+            "account_id": {"type": "string", "format": "uuid"},
+            "period": {"type": "string", "pattern": "^[0-9]{4}-(0[1-9]|1[0-2])$"},
+            "usage": {"type": "array", "minItems": 1, "maxItems": 1000,
+                      "items": {"type": "object",
+                                "required": ["item", "quantity", "unit_price_cents"],
+                                "additionalProperties": false,
+                                "properties": {
+                                  "item": {"type": "string", "minLength": 1, "maxLength": 100},
+                                  "quantity": {"type": "integer", "minimum": 0, "maximum": 4294967295},
+                                  "unit_price_cents": {"type": "integer", "minimum": 0, "maximum": 4294967295}}}},
+            "email": {"type": "string", "format": "email", "maxLength": 254}}}',
+        'account_id')
 on conflict (event_type) do nothing;

@@ -324,7 +324,12 @@ async fn seed_002_a_created_service_gets_a_deployed_worker_that_runs_its_routed_
             "account",
             account,
             "invoice.requested",
-            serde_json::to_value(&billing).unwrap(),
+            // The route fills account_id from the stream.
+            {
+                let mut data = serde_json::to_value(&billing).unwrap();
+                data.as_object_mut().unwrap().remove("account_id");
+                data
+            },
         ),
     )
     .await
