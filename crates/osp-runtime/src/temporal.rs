@@ -62,12 +62,24 @@ pub async fn connect(
                 ),
                 _ => None,
             })
+            // `tls.server_name` of a temporal.toml profile: the certificate's name when it
+            // is not the address's host (a proxy, an IP address).
+            .maybe_domain(tls.server_name.clone())
             .build()
+    });
+    // `grpc_meta` of a temporal.toml profile: headers on every call.
+    let headers = (!settings.grpc_meta.is_empty()).then(|| {
+        settings
+            .grpc_meta
+            .iter()
+            .map(|(name, value)| (name.clone(), value.expose().to_owned()))
+            .collect()
     });
     let options = ConnectionOptions::new(url)
         .identity(identity.to_owned())
         .maybe_api_key(settings.api_key.as_ref().map(|key| key.expose().to_owned()))
         .maybe_tls_options(tls_options)
+        .maybe_headers(headers)
         .maybe_metrics_meter(meter)
         .connect_timeout(Duration::from_secs(10))
         .grpc_compression(match settings.compression {

@@ -29,10 +29,10 @@ struct Pki {
 }
 
 impl Pki {
-    /// A CA named `name` with a server certificate for localhost and 127.0.0.1 and a client
+    /// A CA named `name` with a server certificate for `server_names` and a client
     /// certificate, written as `{name}-ca.pem`, `{name}-server.pem`, `{name}-client.pem`
     /// (and their `-key.pem`s).
-    fn issue(dir: &Path, name: &str) -> Pki {
+    fn issue(dir: &Path, name: &str, server_names: &[&str]) -> Pki {
         let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
         ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         ca.distinguished_name
@@ -43,7 +43,7 @@ impl Pki {
         for (role, names) in [
             (
                 "server",
-                vec!["localhost".to_owned(), "127.0.0.1".to_owned()],
+                server_names.iter().map(|name| (*name).to_owned()).collect(),
             ),
             ("client", vec!["osp-worker".to_owned()]),
         ] {
@@ -85,6 +85,11 @@ struct Env {
 impl Env {
     /// `mtls`: the proxy demands a client certificate of the CA "good"; else an API key.
     async fn start(mtls: bool) -> Env {
+        Env::start_with(mtls, &["localhost", "127.0.0.1"]).await
+    }
+
+    /// As `start`, with the proxy's certificate (from "good") for `server_names` only.
+    async fn start_with(mtls: bool, server_names: &[&str]) -> Env {
         let (postgres, temporal) = tokio::join!(Postgres::start(), TemporalDevServer::start());
         let (postgres, temporal) = (postgres.unwrap(), temporal.unwrap());
         let mut client = osp_activities::db::connect(&postgres.url("postgres"))
@@ -93,8 +98,8 @@ impl Env {
         osp_activities::migrate(&mut client).await.unwrap();
         let dir = postgres.root_dir().join("tls-test");
         std::fs::create_dir_all(&dir).unwrap();
-        let pki = Pki::issue(&dir, "good");
-        Pki::issue(&dir, "other");
+        let pki = Pki::issue(&dir, "good", server_names);
+        Pki::issue(&dir, "other", &["localhost", "127.0.0.1"]);
         let options = TlsProxyOptions {
             certificate: pki.path("good", "server"),
             key: pki.path("good", "server-key"),
@@ -280,4 +285,39 @@ async fn a_server_certificate_from_an_untrusted_ca_is_refused() {
     assert!(!log.contains(API_KEY), "the API key was logged:\n{log}");
     assert_eq!(worker.get("/readyz").await.unwrap().0, 503);
     worker.stop(Duration::from_secs(30)).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_temporal_toml_profile_gives_the_server_name_and_the_grpc_metadata() {
+    // The proxy's certificate names neither localhost nor 127.0.0.1, only the name a
+    // profile's `tls.server_name` gives; the API key travels as the profile's `grpc_meta`.
+    let env = Env::start_with(false, &["temporal.osp.test"]).await;
+    let profile = |server_name: &str| {
+        format!(
+            "[profile.default]\n\
+             [profile.default.tls]\n\
+             server_ca_cert_path = {ca:?}\n\
+             {server_name}\n\
+             [profile.default.grpc_meta]\n\
+             authorization = \"Bearer {API_KEY}\"\n",
+            ca = env.pki.path_text("good", "ca"),
+        )
+    };
+    let with_name = env.dir.join("with-name.toml");
+    std::fs::write(&with_name, profile("server_name = \"temporal.osp.test\"")).unwrap();
+    let without_name = env.dir.join("without-name.toml");
+    std::fs::write(&without_name, profile("")).unwrap();
+
+    let settings = |file: &Path| env.settings(&[("TEMPORAL_CONFIG_FILE", file.display().to_string())]);
+    let mut worker = env.run(Path::new(WORKER), "worker-profile", &settings(&with_name));
+    worker.wait_ready(Duration::from_secs(90)).await.unwrap();
+    assert!(!worker.log().contains(API_KEY), "the metadata value was logged");
+    worker.stop(Duration::from_secs(30)).await.unwrap();
+
+    // Without the name, the certificate does not match the address's host.
+    let mut mismatched = env.run(Path::new(WORKER), "worker-no-name", &settings(&without_name));
+    let log = env.wait_for_log(&mismatched, "certificate").await;
+    assert!(!log.contains(API_KEY), "the metadata value was logged:\n{log}");
+    assert_eq!(mismatched.get("/readyz").await.unwrap().0, 503);
+    mismatched.stop(Duration::from_secs(30)).await.unwrap();
 }
