@@ -186,7 +186,7 @@ fn kind(value: &Value) -> &'static str {
 }
 
 /// `text` cut to at most `max` characters, with an ellipsis when cut.
-fn cut(text: &str, max: usize) -> String {
+pub(crate) fn cut(text: &str, max: usize) -> String {
     let mut chars = text.chars();
     let head: String = chars.by_ref().take(max).collect();
     if chars.next().is_some() {

@@ -10,6 +10,8 @@ use osp_activities::jobs::{self, JobDetail, JobFilter, JobSummary, JobsError};
 use osp_config::DatabaseSettings;
 use uuid::Uuid;
 
+use crate::check::cut;
+
 /// One queue operation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JobsCommand {
@@ -134,13 +136,7 @@ fn one_line(text: &str, max: usize) -> String {
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect();
-    let mut chars = flat.chars();
-    let head: String = chars.by_ref().take(max).collect();
-    if chars.next().is_some() {
-        format!("{head}…")
-    } else {
-        head
-    }
+    cut(&flat, max)
 }
 
 fn detail_text(job: &JobDetail) -> String {
