@@ -151,34 +151,18 @@ impl Bridge {
 
         let mut shutdown = std::pin::pin!(shutdown);
         // Temporal first: without it there is nothing to do with a claimed job.
-        let client = {
-            let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(10));
-            loop {
-                let connect = osp_runtime::temporal::connect(
-                    &config.temporal,
-                    &worker_id,
-                    temporal_meter.clone(),
-                );
-                let result = tokio::select! {
-                    () = &mut shutdown => {
-                        tracing::info!("shutdown before Temporal was reached");
-                        return Ok(());
-                    }
-                    result = connect => result,
-                };
-                match result {
-                    Ok(client) => break client,
-                    Err(error) => {
-                        let (delay, attempt) = backoff.next_delay();
-                        health.fail(TEMPORAL_CHECK, error.to_string());
-                        tracing::warn!(%error, attempt, retry_in_ms = delay.as_millis(), "cannot reach Temporal yet");
-                        tokio::select! {
-                            () = &mut shutdown => return Ok(()),
-                            () = tokio::time::sleep(delay) => {}
-                        }
-                    }
-                }
+        let connect = osp_runtime::retry::until_ok(
+            &health,
+            TEMPORAL_CHECK,
+            || osp_runtime::temporal::connect(&config.temporal, &worker_id, temporal_meter.clone()),
+            || {},
+        );
+        let client = tokio::select! {
+            () = &mut shutdown => {
+                tracing::info!("shutdown before Temporal was reached");
+                return Ok(());
             }
+            client = connect => client,
         };
         health.pass(TEMPORAL_CHECK);
         // The lease bounds everything a dispatch does; a start may use a third of it.

@@ -13,7 +13,7 @@ use jsonschema::{PatternOptions, Validator};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use osp_runtime::Chain;
+use osp_runtime::error_chain;
 
 use crate::queue::{ClaimedJob, RouteStatus};
 
@@ -54,7 +54,7 @@ pub fn check(
     let data = job
         .event_data
         .as_ref()
-        .map_err(|error| Rejection(format!("bad payload: {}", Chain(error))))?;
+        .map_err(|error| Rejection(format!("bad payload: {}", error_chain(error))))?;
     // The size Temporal will carry: the JSON text of the argument.
     let size = serde_json::to_vec(data).map_or(usize::MAX, |bytes| bytes.len());
     if size > max_payload_bytes {

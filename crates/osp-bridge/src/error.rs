@@ -14,13 +14,9 @@ pub enum BridgeError {
     #[error(transparent)]
     SdkMetrics(#[from] osp_runtime::metrics::MetricsError),
     /// The SDK's telemetry could not be set up.
-    #[error("temporal telemetry: {0}")]
-    Telemetry(String),
+    #[error("temporal telemetry")]
+    Telemetry(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// The health server's port could not be bound.
-    #[error("cannot serve /healthz on port {port}: {source}")]
-    HealthPort {
-        port: u16,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Health(#[from] osp_runtime::server::BindError),
 }

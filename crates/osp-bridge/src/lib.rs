@@ -17,10 +17,11 @@ pub mod start;
 mod wake;
 
 use std::future::Future;
+use std::net::SocketAddr;
 
 use osp_config::BridgeConfig;
+use osp_runtime::server::HealthServer;
 use temporalio_common::telemetry::{TelemetryOptions, telemetry_init};
-use tokio::net::TcpListener;
 
 pub use bridge::Bridge;
 pub use error::BridgeError;
@@ -38,32 +39,22 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), BridgeError> {
     let health_settings = config.health;
-    // The Temporal client's series (`temporal_request_latency`, ...) join the bridge's own.
-    let (metrics, meter) = osp_runtime::Metrics::new().with_sdk_exporter()?;
+    // The Temporal client's series (`temporal_request_latency`, ...) join the bridge's own;
+    // the exporter stops when `_exporter` is dropped, on every return path.
+    let (metrics, meter, _exporter) = osp_runtime::Metrics::new().start_sdk_exporter()?;
     // Through the SDK's telemetry, so that the series get its `temporal_` prefix and labels.
     let telemetry = telemetry_init(TelemetryOptions::builder().metrics(meter).build())
-        .map_err(|error| BridgeError::Telemetry(error.to_string()))?;
+        .map_err(|error| BridgeError::Telemetry(error.into_boxed_dyn_error()))?;
     let mut bridge = Bridge::new(config).with_metrics(metrics);
     if let Some(meter) = telemetry.get_temporal_metric_meter() {
         bridge = bridge.with_temporal_meter(meter);
     }
-    let server = if health_settings.enabled {
-        let port = health_settings.port;
-        let listener = TcpListener::bind(("0.0.0.0", port))
-            .await
-            .map_err(|source| BridgeError::HealthPort { port, source })?;
-        tracing::info!(port, "serving /healthz, /readyz and /metrics");
-        Some(osp_runtime::server::spawn(
-            listener,
-            bridge.health(),
-            bridge.metrics(),
-        ))
+    // Stopped (its port closed) when dropped, like the worker's.
+    let _server = if health_settings.enabled {
+        let addr = SocketAddr::from(([0, 0, 0, 0], health_settings.port));
+        Some(HealthServer::start(addr, bridge.health(), bridge.metrics()).await?)
     } else {
         None
     };
-    let result = bridge.run(shutdown).await;
-    if let Some(server) = server {
-        server.abort();
-    }
-    result
+    bridge.run(shutdown).await
 }

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use osp_config::DatabaseUrl;
 use osp_core::events::WORKFLOW_QUEUE_CHANNEL;
-use osp_runtime::Chain;
 use osp_runtime::backoff::Backoff;
+use osp_runtime::error_chain;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::time::Instant;
 use tokio_postgres::Notification;
@@ -65,7 +65,7 @@ pub async fn run(
         }
         let (delay, attempt) = backoff.next_delay();
         tracing::warn!(
-            error = %Chain(&error),
+            error = %error_chain(&error),
             url = %url,
             retry_in_ms = delay.as_millis(),
             attempt,

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use osp_config::{SupabaseSettings, redact_url};
-use osp_runtime::Chain;
 use osp_runtime::backoff::Backoff;
+use osp_runtime::error_chain;
 use serde_json::{Value, json};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
@@ -149,7 +149,7 @@ pub async fn run(settings: SupabaseSettings, wakeups: Arc<Wakeups>, timing: Real
     let endpoint = match Endpoint::parse(&settings.url) {
         Ok(endpoint) => endpoint,
         Err(error) => {
-            tracing::error!(error = %Chain(&error), "Realtime disabled");
+            tracing::error!(error = %error_chain(&error), "Realtime disabled");
             return;
         }
     };
@@ -169,7 +169,7 @@ pub async fn run(settings: SupabaseSettings, wakeups: Arc<Wakeups>, timing: Real
         }
         let (delay, attempt) = backoff.next_delay();
         tracing::warn!(
-            error = %Chain(&error),
+            error = %error_chain(&error),
             url = %redact_url(&settings.url),
             retry_in_ms = delay.as_millis(),
             attempt,

@@ -1,23 +1,21 @@
-//! An error and its causes as one line, for log lines and exit messages: the edge where a
-//! cause chain is printed, once (a refused connection says "connection refused").
+//! An error and its causes as one line, for log lines, readiness reasons and exit messages:
+//! the edge where a cause chain is printed, once (a refused connection says "connection
+//! refused").
 
-use std::error::Error;
-use std::fmt;
-
-/// Displays `outer: inner: innermost`.
-#[derive(Debug, Clone, Copy)]
-pub struct Chain<'e>(pub &'e dyn Error);
-
-impl fmt::Display for Chain<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)?;
-        let mut source = self.0.source();
-        while let Some(cause) = source {
-            write!(f, ": {cause}")?;
-            source = cause.source();
+/// `error` and every cause beneath it, `outer: inner: root`; a cause whose text its parent
+/// already quotes is not repeated.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.ends_with(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
         }
-        Ok(())
+        source = cause.source();
     }
+    text
 }
 
 #[cfg(test)]
@@ -25,18 +23,26 @@ mod tests {
     use super::*;
 
     #[derive(Debug, thiserror::Error)]
-    #[error("cannot connect to the database")]
+    #[error("database")]
     struct Outer(#[source] std::io::Error);
 
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot connect: {0}")]
+    struct Quoting(#[source] std::io::Error);
+
+    fn refused() -> std::io::Error {
+        std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused")
+    }
+
     #[test]
-    fn every_cause_is_printed_once_in_order() {
-        let error = Outer(std::io::Error::new(
-            std::io::ErrorKind::ConnectionRefused,
-            "connection refused",
-        ));
+    fn the_chain_names_every_cause_once() {
         assert_eq!(
-            Chain(&error).to_string(),
-            "cannot connect to the database: connection refused"
+            error_chain(&Outer(refused())),
+            "database: connection refused"
+        );
+        assert_eq!(
+            error_chain(&Quoting(refused())),
+            "cannot connect: connection refused"
         );
     }
 }

@@ -12,6 +12,6 @@ pub mod server;
 pub mod shutdown;
 pub mod temporal;
 
-pub use chain::Chain;
+pub use chain::error_chain;
 pub use health::Health;
 pub use metrics::Metrics;

@@ -53,11 +53,6 @@ impl SdkExporter {
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
-
-    /// Leaves the exporter running for the rest of the process.
-    pub fn detach(mut self) {
-        self.abort = None;
-    }
 }
 
 impl Drop for SdkExporter {
@@ -108,17 +103,9 @@ impl Metrics {
         &self.registry
     }
 
-    /// Starts the SDK's Prometheus exporter on a loopback port for the rest of the process
-    /// and returns the meter to give the Temporal runtime; its series are appended to
-    /// [`Metrics::render`]. [`Metrics::start_sdk_exporter`] stops it with a guard.
-    pub fn with_sdk_exporter(self) -> Result<(Self, Arc<dyn CoreMeter>), MetricsError> {
-        let (metrics, meter, exporter) = self.start_sdk_exporter()?;
-        exporter.detach();
-        Ok((metrics, meter))
-    }
-
-    /// Like [`Metrics::with_sdk_exporter`]; the exporter runs until the returned guard is
-    /// dropped.
+    /// Starts the SDK's Prometheus exporter on a loopback port and returns the meter to give
+    /// the Temporal runtime; its series are appended to [`Metrics::render`]. The exporter runs
+    /// until the returned guard is dropped.
     pub fn start_sdk_exporter(
         mut self,
     ) -> Result<(Self, Arc<dyn CoreMeter>, SdkExporter), MetricsError> {

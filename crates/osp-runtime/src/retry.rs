@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::Health;
 use crate::backoff::Backoff;
+use crate::chain::error_chain;
 
 /// The first retry comes after about this long ...
 const INITIAL: Duration = Duration::from_millis(250);
@@ -48,22 +49,6 @@ where
     }
 }
 
-/// `error` and every cause beneath it, `outer: inner: root`; a cause whose text its parent
-/// already quotes is not repeated.
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.ends_with(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -71,13 +56,6 @@ mod tests {
     #[derive(Debug, thiserror::Error)]
     #[error("database")]
     struct Outer(#[source] std::io::Error);
-
-    #[test]
-    fn the_chain_names_every_cause_once() {
-        let refused =
-            std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused");
-        assert_eq!(error_chain(&Outer(refused)), "database: connection refused");
-    }
 
     #[tokio::test]
     async fn failures_mark_the_check_until_an_attempt_succeeds() {

@@ -230,7 +230,7 @@ impl WorkerBuilder {
             && let Err(error) =
                 registry::record(&resources.pool, &resources.identity, &plan, VERSION).await
         {
-            tracing::warn!(error = %osp_runtime::retry::error_chain(&error), "could not record the worker in the registry");
+            tracing::warn!(error = %osp_runtime::error_chain(&error), "could not record the worker in the registry");
         }
         let options = self.worker_options(&plan, &resources, mailer, activities, hooks)?;
         let mut worker = Worker::new(&resources.runtime, client.clone(), options)?;
@@ -239,7 +239,7 @@ impl WorkerBuilder {
         if self.registry
             && let Err(error) = registry::stopped(&resources.pool, &resources.identity).await
         {
-            tracing::warn!(error = %osp_runtime::retry::error_chain(&error), "could not mark the worker stopped in the registry");
+            tracing::warn!(error = %osp_runtime::error_chain(&error), "could not mark the worker stopped in the registry");
         }
         outcome?;
         tracing::info!("worker stopped");

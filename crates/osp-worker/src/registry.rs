@@ -82,7 +82,7 @@ pub(crate) async fn heartbeat_every(pool: Pool, identity: String, every: Duratio
         match heartbeat(&pool, &identity).await {
             Ok(()) => health.pass("database"),
             Err(error) => {
-                let reason = osp_runtime::retry::error_chain(&error);
+                let reason = osp_runtime::error_chain(&error);
                 tracing::warn!(error = %reason, "registry heartbeat failed");
                 health.fail("database", reason);
             }

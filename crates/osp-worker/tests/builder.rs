@@ -192,7 +192,7 @@ async fn every_resource_the_builder_starts_stops_when_run_returns() {
     .await
     .unwrap_err();
     assert!(
-        osp_runtime::retry::error_chain(&error).contains("no-such-namespace"),
+        osp_runtime::error_chain(&error).contains("no-such-namespace"),
         "{error:?}"
     );
     eventually("the error path's sockets closed", || {
