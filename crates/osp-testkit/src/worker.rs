@@ -20,7 +20,9 @@ use crate::{TestEnv, TestError};
 /// How long a test worker gets to stop after the test's body is done.
 const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(15);
 
-type Registration = Box<dyn FnOnce(&mut WorkerOptions) -> Result<(), String>>;
+/// Why a workflow or activity could not be registered: the SDK's or OSP's own error.
+type RegistrationError = Box<dyn std::error::Error + Send + Sync>;
+type Registration = Box<dyn FnOnce(&mut WorkerOptions) -> Result<(), RegistrationError>>;
 type Change = Box<dyn FnOnce(&mut WorkerOptions)>;
 
 /// Chooses what a test worker runs: [`TestEnv::worker`], then [`Self::workflow`],
@@ -70,7 +72,7 @@ impl<'env> TestWorkerBuilder<'env> {
             options
                 .register_workflow::<W>()
                 .map(drop)
-                .map_err(|error| error.to_string())
+                .map_err(RegistrationError::from)
         }));
         self
     }
@@ -79,7 +81,7 @@ impl<'env> TestWorkerBuilder<'env> {
     pub fn osp_workflows(mut self, names: &[&'static str]) -> Self {
         let names = names.to_vec();
         self.workflows.push(Box::new(move |options| {
-            osp_workflows::register(options, names).map_err(|error| error.to_string())
+            osp_workflows::register(options, names).map_err(RegistrationError::from)
         }));
         self
     }
@@ -102,9 +104,9 @@ impl<'env> TestWorkerBuilder<'env> {
         match self.env.platform().build() {
             Ok(platform) => self.activities(platform),
             Err(error) => {
-                let message = error.to_string();
+                let error = RegistrationError::from(error);
                 let mut builder = self;
-                builder.activities.push(Box::new(move |_| Err(message)));
+                builder.activities.push(Box::new(move |_| Err(error)));
                 builder
             }
         }
@@ -204,7 +206,7 @@ impl<'env> TestWorkerBuilder<'env> {
             .chain(self.spies)
         {
             if let Err(error) = registration(&mut options) {
-                errors.push(error);
+                errors.push(error.to_string());
             }
         }
         for change in self.configure {

@@ -25,7 +25,6 @@ use temporalio_common::protos::temporal::api::taskqueue::v1::TaskQueue;
 use temporalio_common::protos::temporal::api::workflowservice::v1::StartWorkflowExecutionRequest;
 use temporalio_common::worker::WorkerDeploymentOptions;
 use temporalio_sdk::runtime::RuntimeOptions;
-use temporalio_sdk::runtime::worker_tuner::{FixedSizeSlotSupplier, TunerHolder};
 use temporalio_sdk::{Runtime, Worker, WorkerOptions};
 use uuid::Uuid;
 
@@ -58,11 +57,12 @@ mod noop {
 
 pub use noop::BenchNoActivityWorkflow;
 
-/// Workflow task slots of the in-process ceiling worker: `osp-worker`'s default
-/// (`OSP_MAX_CONCURRENT_WORKFLOW_TASKS`), so the ceiling and the worker differ only in what
-/// runs, not in how much the server is asked at once.
+/// Workflow task slots of the in-process ceiling worker: the seed's concurrency of 10, which
+/// the bench also gives the `osp-worker` it measures (`OSP_MAX_CONCURRENT_WORKFLOW_TASKS`), so
+/// that the ceiling and the worker differ only in what runs, not in how much the server is
+/// asked at once, whatever the worker's default becomes.
 pub const WORKFLOW_SLOTS: usize = 10;
-/// Activity slots, likewise `OSP_MAX_CONCURRENT_ACTIVITIES`'s default.
+/// Activity slots, likewise (`OSP_MAX_CONCURRENT_ACTIVITIES`).
 pub const ACTIVITY_SLOTS: usize = 10;
 
 /// Connects a client to `address`, namespace `default`, without gzip: the ceilings are meant
@@ -168,12 +168,8 @@ pub async fn with_ceiling_worker<F: Future>(
     workload: CeilingWorkload,
     body: F,
 ) -> Result<F::Output, BenchError> {
-    let tuner = TunerHolder::builder()
-        .workflow_task_slot_supplier(FixedSizeSlotSupplier::new(WORKFLOW_SLOTS))
-        .activity_task_slot_supplier(FixedSizeSlotSupplier::new(ACTIVITY_SLOTS))
-        .local_activity_task_slot_supplier(FixedSizeSlotSupplier::new(ACTIVITY_SLOTS))
-        .nexus_task_slot_supplier(FixedSizeSlotSupplier::new(10))
-        .build();
+    // The worker's own tuner construction, at the bench's slot counts.
+    let tuner = osp_worker::tuner(WORKFLOW_SLOTS, ACTIVITY_SLOTS);
     let mut options = WorkerOptions::new(task_queue)
         // A fixed build id: the default hashes the executable.
         .deployment_options(WorkerDeploymentOptions::from_build_id(

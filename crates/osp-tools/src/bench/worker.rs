@@ -14,7 +14,7 @@ use temporalio_client::Client;
 use super::ceiling::LoopFigures;
 use super::drive::closed_loop;
 use super::machine::{Usage, usage};
-use super::temporal::{service_data, start_and_wait};
+use super::temporal::{ACTIVITY_SLOTS, WORKFLOW_SLOTS, service_data, start_and_wait};
 use super::{BenchError, Options, progress};
 use osp_stack::Stack;
 use osp_stack::{OspProcess, get};
@@ -99,6 +99,12 @@ pub async fn run(
         ("LOG_FORMAT", "json".to_owned()),
         ("RUST_LOG", "warn".to_owned()),
         ("OSP_SHUTDOWN_GRACE_SECONDS", "5".to_owned()),
+        // The ceiling worker's slots (`--worker-env` may still change them).
+        (
+            "OSP_MAX_CONCURRENT_WORKFLOW_TASKS",
+            WORKFLOW_SLOTS.to_string(),
+        ),
+        ("OSP_MAX_CONCURRENT_ACTIVITIES", ACTIVITY_SLOTS.to_string()),
     ];
     env.extend(
         options
