@@ -7,7 +7,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use osp_config::BridgeConfig;
+use osp_config::{BridgeConfig, BridgeSettings};
 use osp_runtime::backoff::Backoff;
 use osp_runtime::{Health, Metrics};
 use temporalio_common::telemetry::metrics::TemporalMeter;
@@ -209,20 +209,7 @@ impl Bridge {
             temporal_up,
             schemas: Schemas::default(),
         });
-        // Each dispatch holds a pooled connection while its start is in flight; two stay free
-        // for claims and probes.
-        let max_in_flight = settings
-            .max_in_flight
-            .min(settings.database_pool_size.saturating_sub(2))
-            .max(1);
-        if max_in_flight < settings.max_in_flight {
-            tracing::warn!(
-                configured = settings.max_in_flight,
-                max_in_flight,
-                pool_size = settings.database_pool_size,
-                "fewer dispatches in flight than configured: the database pool is too small"
-            );
-        }
+        let max_in_flight = max_in_flight(&settings);
         let permits = Arc::new(Semaphore::new(max_in_flight));
         let in_flight: InFlight = Arc::default();
         let claim_loop = ClaimLoop {
@@ -245,45 +232,16 @@ impl Bridge {
         for task in &tasks {
             task.abort();
         }
-        let max = u32::try_from(max_in_flight).unwrap_or(u32::MAX);
-        let drained =
-            tokio::time::timeout(settings.shutdown_grace, permits.acquire_many(max)).await;
-        if drained.is_ok() {
-            tracing::info!("bridge stopped; every dispatch finished");
-            return Ok(());
-        }
-        let left: Vec<(Uuid, i32, Option<AbortHandle>)> = in_flight
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-            .map(|(job_id, (attempt, handle))| (*job_id, *attempt, handle.clone()))
-            .collect();
-        for (_, _, handle) in &left {
-            if let Some(handle) = handle {
-                handle.abort();
-            }
-        }
-        let reason = format!("released by {worker_id} at shutdown before its start was confirmed");
-        let release = async {
-            for (job_id, attempt, _) in &left {
-                match queue.release(*job_id, *attempt, &reason).await {
-                    Ok(_) => bridge_metrics.released.inc(),
-                    Err(error) => {
-                        tracing::warn!(%job_id, %error, "cannot release the job; it returns when its lease expires");
-                    }
-                }
-            }
+        let drain = Drain {
+            queue: &queue,
+            metrics: &bridge_metrics,
+            permits: &permits,
+            in_flight: &in_flight,
+            max_in_flight,
+            grace: settings.shutdown_grace,
+            worker_id: &worker_id,
         };
-        if tokio::time::timeout(RELEASE_TIMEOUT, release)
-            .await
-            .is_err()
-        {
-            tracing::warn!("releasing jobs timed out; they return when their leases expire");
-        }
-        tracing::info!(
-            released = left.len(),
-            "bridge stopped after the grace period"
-        );
+        drain.run().await;
         Ok(())
     }
 }
@@ -495,5 +453,83 @@ async fn depth_gauge(queue: Queue, metrics: BridgeMetrics, health: Health) {
                 tracing::debug!(%error, "queue depth unavailable");
             }
         }
+    }
+}
+
+/// Dispatches in flight at once. Each holds a pooled connection while its start is in
+/// flight; two connections stay free for claims and probes.
+fn max_in_flight(settings: &BridgeSettings) -> usize {
+    let max_in_flight = settings
+        .max_in_flight
+        .min(settings.database_pool_size.saturating_sub(2))
+        .max(1);
+    if max_in_flight < settings.max_in_flight {
+        tracing::warn!(
+            configured = settings.max_in_flight,
+            max_in_flight,
+            pool_size = settings.database_pool_size,
+            "fewer dispatches in flight than configured: the database pool is too small"
+        );
+    }
+    max_in_flight
+}
+
+/// The end of a run, once the claim loop has stopped: the dispatches in flight get the grace
+/// period to finish; those left are aborted and their jobs released, so that another bridge
+/// claims them at once rather than when their leases expire.
+struct Drain<'a> {
+    queue: &'a Queue,
+    metrics: &'a BridgeMetrics,
+    permits: &'a Semaphore,
+    in_flight: &'a InFlight,
+    max_in_flight: usize,
+    grace: Duration,
+    worker_id: &'a str,
+}
+
+impl Drain<'_> {
+    async fn run(self) {
+        let max = u32::try_from(self.max_in_flight).unwrap_or(u32::MAX);
+        let drained = tokio::time::timeout(self.grace, self.permits.acquire_many(max)).await;
+        if drained.is_ok() {
+            tracing::info!("bridge stopped; every dispatch finished");
+            return;
+        }
+        let left: Vec<(Uuid, i32, Option<AbortHandle>)> = self
+            .in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|(job_id, (attempt, handle))| (*job_id, *attempt, handle.clone()))
+            .collect();
+        for (_, _, handle) in &left {
+            if let Some(handle) = handle {
+                handle.abort();
+            }
+        }
+        let reason = format!(
+            "released by {} at shutdown before its start was confirmed",
+            self.worker_id
+        );
+        let release = async {
+            for (job_id, attempt, _) in &left {
+                match self.queue.release(*job_id, *attempt, &reason).await {
+                    Ok(_) => self.metrics.released.inc(),
+                    Err(error) => {
+                        tracing::warn!(%job_id, %error, "cannot release the job; it returns when its lease expires");
+                    }
+                }
+            }
+        };
+        if tokio::time::timeout(RELEASE_TIMEOUT, release)
+            .await
+            .is_err()
+        {
+            tracing::warn!("releasing jobs timed out; they return when their leases expire");
+        }
+        tracing::info!(
+            released = left.len(),
+            "bridge stopped after the grace period"
+        );
     }
 }

@@ -4,6 +4,7 @@
 //! pending job and its whole event chain with the time of each event.
 
 use std::io::Write;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -54,40 +55,65 @@ pub async fn run() -> anyhow::Result<()> {
     let report = osp_activities::migrate(&mut migrator).await?;
     say!("  schema     {report}");
 
-    let logs = stack.postgres.root_dir().to_path_buf();
-    let common = |extra: &[(&'static str, String)]| {
-        let mut env = vec![
-            ("TEMPORAL_ADDRESS", stack.temporal.address()),
-            // Queries and activities through the transaction-mode pooler, as on Supabase.
-            ("DATABASE_URL", pooled.clone()),
-            ("LISTEN_DATABASE_URL", direct.clone()),
-            ("LOG_FORMAT", "json".to_owned()),
-            ("RUST_LOG", "warn".to_owned()),
-            ("OSP_SHUTDOWN_GRACE_SECONDS", "5".to_owned()),
-        ];
-        env.extend_from_slice(extra);
-        env
-    };
-    let clock = Instant::now();
-    let mut worker = OspProcess::start(&worker_bin, &common(&[]), &logs.join("worker.log"))?;
-    worker.wait_ready(Duration::from_secs(60)).await?;
-    say!(
-        "  worker     ready in {} ms (pid {}, metrics on :{})",
-        clock.elapsed().as_millis(),
-        worker.pid().unwrap_or_default(),
-        worker.health_port()
-    );
-    let clock = Instant::now();
-    let mut bridge = OspProcess::start(&bridge_bin, &common(&[]), &logs.join("bridge.log"))?;
-    bridge.wait_ready(Duration::from_secs(60)).await?;
-    say!(
-        "  bridge     ready in {} ms (pid {}, metrics on :{})",
-        clock.elapsed().as_millis(),
-        bridge.pid().unwrap_or_default(),
-        bridge.health_port()
-    );
+    let env = vec![
+        ("TEMPORAL_ADDRESS", stack.temporal.address()),
+        // Queries and activities through the transaction-mode pooler, as on Supabase.
+        ("DATABASE_URL", pooled.clone()),
+        ("LISTEN_DATABASE_URL", direct.clone()),
+        ("LOG_FORMAT", "json".to_owned()),
+        ("RUST_LOG", "warn".to_owned()),
+        ("OSP_SHUTDOWN_GRACE_SECONDS", "5".to_owned()),
+    ];
+    let logs = stack.postgres.root_dir();
+    let mut worker = start_ready("worker", &worker_bin, &env, logs).await?;
+    let mut bridge = start_ready("bridge", &bridge_bin, &env, logs).await?;
 
-    // A client in another language would do the same with its own SDK or `temporal workflow start`.
+    create_service(&stack).await?;
+    let (db, connection) = tokio_postgres::connect(&pooled, NoTls).await?;
+    let driver = tokio::spawn(connection);
+    let organization = request_bootstrap(&db).await?;
+    let complete = show_chain(&db, organization).await?;
+
+    let status = bridge.stop(Duration::from_secs(15)).await?;
+    say!("\nbridge stopped ({status})");
+    let status = worker.stop(Duration::from_secs(15)).await?;
+    say!("worker stopped ({status})");
+    driver.abort();
+    drop(stack);
+    say!(
+        "stack stopped and removed; {} s in all",
+        started.elapsed().as_secs()
+    );
+    anyhow::ensure!(
+        complete,
+        "the bootstrap did not complete within 60 s; see the logs above"
+    );
+    Ok(())
+}
+
+/// Starts one of the binaries with `env`, logging to `{name}.log` in `logs`, and waits until
+/// its `/readyz` passes.
+async fn start_ready(
+    name: &str,
+    binary: &Path,
+    env: &[(&'static str, String)],
+    logs: &Path,
+) -> anyhow::Result<OspProcess> {
+    let clock = Instant::now();
+    let mut process = OspProcess::start(binary, env, &logs.join(format!("{name}.log")))?;
+    process.wait_ready(Duration::from_secs(60)).await?;
+    say!(
+        "  {name:<10} ready in {} ms (pid {}, metrics on :{})",
+        clock.elapsed().as_millis(),
+        process.pid().unwrap_or_default(),
+        process.health_port()
+    );
+    Ok(process)
+}
+
+/// `createServiceWorkflow`, started as a client does. A client in another language would do
+/// the same with its own SDK or `temporal workflow start`.
+async fn create_service(stack: &Stack) -> anyhow::Result<()> {
     let client = osp_stack::local_client(&stack.temporal.address(), "osp-demo").await?;
     let workflow_id = format!("demo-service-{}", Uuid::new_v4().simple());
     let clock = Instant::now();
@@ -111,19 +137,22 @@ pub async fn run() -> anyhow::Result<()> {
         clock.elapsed().as_millis()
     );
     say!("  {}", serde_json::to_string(&service)?);
+    Ok(())
+}
 
-    let (db, connection) = tokio_postgres::connect(&pooled, NoTls).await?;
-    let driver = tokio::spawn(connection);
+/// A bootstrap request as a client writes it from CONTRACTS.md: one event on the new
+/// organization's stream. The organization id is left out: the route fills it from the
+/// stream. Returns the stream (the organization's id).
+async fn request_bootstrap(db: &tokio_postgres::Client) -> anyhow::Result<Uuid> {
     let organization = Uuid::new_v4();
     let data = json!({
-        "organization_id": organization,
         "name": "Acme Demo",
         "subdomain": "acme-demo",
         "admin_users": [{"email": "admin@acme.example", "name": "Ada Admin"}],
         "plan": "pro"
     });
     let event_id = append(
-        &db,
+        db,
         &NewEvent::new(
             ORGANIZATION_STREAM,
             organization,
@@ -150,7 +179,11 @@ pub async fn run() -> anyhow::Result<()> {
             job.get::<_, String>(1)
         );
     }
+    Ok(organization)
+}
 
+/// Waits (at most 60 s) for the stream's chain to end and prints it; whether it completed.
+async fn show_chain(db: &tokio_postgres::Client, organization: Uuid) -> anyhow::Result<bool> {
     // The chain ends with completed (or failed); poll the stream with a deadline.
     let deadline = Instant::now() + Duration::from_secs(60);
     let rows = loop {
@@ -179,23 +212,7 @@ pub async fn run() -> anyhow::Result<()> {
         let offset: f64 = row.get::<_, Option<f64>>(2).unwrap_or_default();
         say!("  {offset:>9.1}  {version:>2}  {event_type}");
     }
-    let complete = rows
+    Ok(rows
         .iter()
-        .any(|row| row.get::<_, String>(1) == ORGANIZATION_BOOTSTRAP_COMPLETED);
-
-    let status = bridge.stop(Duration::from_secs(15)).await?;
-    say!("\nbridge stopped ({status})");
-    let status = worker.stop(Duration::from_secs(15)).await?;
-    say!("worker stopped ({status})");
-    driver.abort();
-    drop(stack);
-    say!(
-        "stack stopped and removed; {} s in all",
-        started.elapsed().as_secs()
-    );
-    anyhow::ensure!(
-        complete,
-        "the bootstrap did not complete within 60 s; see the logs above"
-    );
-    Ok(())
+        .any(|row| row.get::<_, String>(1) == ORGANIZATION_BOOTSTRAP_COMPLETED))
 }
