@@ -308,16 +308,27 @@ async fn a_temporal_toml_profile_gives_the_server_name_and_the_grpc_metadata() {
     let without_name = env.dir.join("without-name.toml");
     std::fs::write(&without_name, profile("")).unwrap();
 
-    let settings = |file: &Path| env.settings(&[("TEMPORAL_CONFIG_FILE", file.display().to_string())]);
+    let settings =
+        |file: &Path| env.settings(&[("TEMPORAL_CONFIG_FILE", file.display().to_string())]);
     let mut worker = env.run(Path::new(WORKER), "worker-profile", &settings(&with_name));
     worker.wait_ready(Duration::from_secs(90)).await.unwrap();
-    assert!(!worker.log().contains(API_KEY), "the metadata value was logged");
+    assert!(
+        !worker.log().contains(API_KEY),
+        "the metadata value was logged"
+    );
     worker.stop(Duration::from_secs(30)).await.unwrap();
 
     // Without the name, the certificate does not match the address's host.
-    let mut mismatched = env.run(Path::new(WORKER), "worker-no-name", &settings(&without_name));
+    let mut mismatched = env.run(
+        Path::new(WORKER),
+        "worker-no-name",
+        &settings(&without_name),
+    );
     let log = env.wait_for_log(&mismatched, "certificate").await;
-    assert!(!log.contains(API_KEY), "the metadata value was logged:\n{log}");
+    assert!(
+        !log.contains(API_KEY),
+        "the metadata value was logged:\n{log}"
+    );
     assert_eq!(mismatched.get("/readyz").await.unwrap().0, 503);
     mismatched.stop(Duration::from_secs(30)).await.unwrap();
 }
