@@ -101,9 +101,6 @@ pub struct Operation {
     pub loaded_ms: Option<Summary>,
     pub empty_failed: usize,
     pub loaded_failed: usize,
-    /// The first failure's message, if any.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
 }
 
 /// The whole history scenario.
@@ -117,6 +114,8 @@ pub struct HistoryResults {
     pub samples: usize,
     pub load: Load,
     pub operations: Vec<Operation>,
+    /// The first failed operation's message, if any failed.
+    pub first_error: Option<String>,
     pub sizes: Vec<RelationSize>,
     pub indexes: Vec<IndexSize>,
     /// The same sizes in the empty store after its measurements, for comparison.
@@ -144,6 +143,9 @@ impl HistoryResults {
             "indexes": self.indexes,
             "empty": self.empty_sizes,
         }));
+        if let Some(error) = &self.first_error {
+            lines.push(json!({"scenario": "history.first_error", "error": error}));
+        }
         lines
     }
 }
@@ -303,6 +305,7 @@ const EXTRA_STATEMENT: &str = "select count(api.emit_domain_event(
          jsonb_build_object('idempotency_key', 'ledger-entry-' || k, 'source', 'osp-bench')))
      from generate_series($1::int8, $2::int8 - 1) k";
 
+/// The first two `bigint` columns of `sql`'s one row (the first twice when there is one).
 async fn count_pair(
     db: &tokio_postgres::Client,
     sql: &str,
@@ -442,6 +445,7 @@ async fn sizes(db: &tokio_postgres::Client) -> Result<Vec<RelationSize>, BenchEr
 }
 
 async fn index_sizes(db: &tokio_postgres::Client) -> Result<Vec<IndexSize>, BenchError> {
+    // The event store, the queue and the streams: the indexes every operation maintains.
     let names: Vec<&str> = RELATIONS[..3].to_vec();
     let rows = db
         .query_typed(
@@ -780,7 +784,7 @@ pub async fn run(stack: &Stack, options: &Options) -> Result<HistoryResults, Ben
             clock.elapsed().as_secs_f64()
         );
     }
-    let mut operations = OPERATIONS
+    let operations = OPERATIONS
         .iter()
         .chain(std::iter::once(&RETRY))
         .enumerate()
@@ -790,12 +794,8 @@ pub async fn run(stack: &Stack, options: &Options) -> Result<HistoryResults, Ben
             loaded_ms: summarize(&on_loaded.ms[i]),
             empty_failed: on_empty.failed[i],
             loaded_failed: on_loaded.failed[i],
-            error: None,
         })
         .collect::<Vec<_>>();
-    if let Some(first) = operations.first_mut() {
-        first.error = on_empty.error.take().or_else(|| on_loaded.error.take());
-    }
     let empty_sizes = sizes(&empty).await?;
     Ok(HistoryResults {
         history_events: options.history_events,
@@ -803,6 +803,7 @@ pub async fn run(stack: &Stack, options: &Options) -> Result<HistoryResults, Ben
         samples,
         load,
         operations,
+        first_error: on_empty.error.or(on_loaded.error),
         sizes: loaded_sizes,
         indexes,
         empty_sizes,

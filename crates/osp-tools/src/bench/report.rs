@@ -329,7 +329,7 @@ fn history_section(out: &mut String, h: &HistoryResults) {
             o.loaded_failed,
         );
     }
-    if let Some(error) = h.operations.iter().find_map(|o| o.error.as_deref()) {
+    if let Some(error) = &h.first_error {
         let _ = writeln!(out, "\nFirst failure: {error}");
     }
     let _ = writeln!(
