@@ -777,6 +777,11 @@ pub async fn run(stack: &Stack, options: &Options) -> Result<HistoryResults, Ben
             measure_block(&mut loaded, n, &mut on_loaded).await?;
             measure_block(&mut empty, n, &mut on_empty).await?;
         }
+        // Untimed, on both stores: fresh statistics, as autovacuum keeps them. Without it
+        // the empty store plans on statistics taken when it held nothing.
+        let analyze = format!("analyze {}", RELATIONS.join(", "));
+        empty.batch_execute(&analyze).await?;
+        loaded.batch_execute(&analyze).await?;
         done += n;
         round += 1;
         progress!(
