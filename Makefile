@@ -14,7 +14,7 @@ help:
 	@echo "make demo   run one bootstrap request on a local Postgres and Temporal dev server"
 	@echo "make test   run every check and test"
 	@echo "make setup  install what is missing (called by the two above)"
-	@echo "make bench  measure the worker and the bridge against the goals (docs/performance.md)"
+	@echo "make bench  measure the worker, the bridge and the store at scale against the goals (docs/performance.md)"
 	@echo "make fresh-check  make setup, cargo check and the throwaway servers in a bare Debian 12 root (CI runs it)"
 	@echo "make deploy-check  the chart and image checks of deploy/ (part of make test):"
 	@echo "                   deploy-lint (offline chart checks), deploy-smoke (image smoke test)"

@@ -27,6 +27,7 @@ use crate::dns::{DnsError, DnsProvider};
 use crate::email::{EmailError, InvitationEmail, Mailer};
 use crate::errors::{Failure, Retry, into_activity, types};
 use crate::events::{self as event_store, NewEvent, Shape};
+use crate::queries::STATEMENT_BOUNDS;
 
 /// Every OSP activity, over one database pool and the configured providers.
 #[derive(Debug)]
@@ -83,13 +84,6 @@ fn idempotency_key(ctx: &ActivityContext, event_type: &str, discriminator: Optio
         None => format!("{execution}/{event_type}"),
     }
 }
-
-/// What bounds each statement an activity sends, set for its own transaction only: a lock
-/// wait (a stream or row another session holds) fails with 55P03 after `lock_timeout`, a
-/// stuck statement with 57014 after `statement_timeout`; both are classified retryable
-/// (`errors.rs`), so the activity's retry policy runs it again. `SET LOCAL` ends with the
-/// transaction, so nothing outlives it behind a transaction-mode pooler.
-const STATEMENT_BOUNDS: &str = "set local lock_timeout = '5s'; set local statement_timeout = '30s'";
 
 /// How often a call that can take long (HTTP, SMTP, the deployer) heartbeats.
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);

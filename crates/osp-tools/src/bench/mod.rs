@@ -1,12 +1,14 @@
-//! `osp-tools bench` (what `make bench` runs): measures the worker and the bridge on a
-//! throwaway local stack against the project's performance goals, and against what the same
-//! Temporal server allows, so the figures read as fractions of the server's own limits.
+//! `osp-tools bench` (what `make bench` runs): measures the worker, the bridge and the
+//! store's operations with and without a large history on a throwaway local stack against
+//! the project's performance goals, and against what the same Temporal server allows, so
+//! the figures read as fractions of the server's own limits.
 //! Results are figures, never assertions: one JSON line per scenario on stdout, then a
 //! Markdown report (also written to `--out`). See `docs/performance.md`.
 
 mod bridge;
 mod ceiling;
 mod drive;
+mod history;
 mod machine;
 mod report;
 mod stats;
@@ -64,6 +66,7 @@ pub enum Scenario {
     Ceiling,
     Worker,
     Bridge,
+    History,
 }
 
 /// What to run, from the command line (`osp-tools bench --help`).
@@ -93,9 +96,20 @@ pub struct Options {
     /// OSP_BRIDGE_FALLBACK_SWEEP_INTERVAL_MS of the sweeps-only run [default: the bridge's]
     #[arg(long, value_name = "MS", value_parser = positive_u64)]
     pub sweep_ms: Option<u64>,
+    /// History scenario: domain events loaded before measuring (at least 10 per finished
+    /// job; the rest go to streams of their own)
+    #[arg(long, value_name = "N", default_value_t = 1_000_000, value_parser = positive)]
+    pub history_events: usize,
+    /// History scenario: finished bootstrap jobs among them (10 events each)
+    #[arg(long, value_name = "N", default_value_t = 100_000, value_parser = positive)]
+    pub history_jobs: usize,
+    /// History scenario: bootstraps measured on each store (emit, claim, settle, five
+    /// activity emits)
+    #[arg(long, value_name = "N", default_value_t = 2000, value_parser = positive)]
+    pub history_samples: usize,
     /// Run only these scenarios
     #[arg(long, value_name = "LIST", value_delimiter = ',', num_args = 1..,
-          default_value = "ceiling,worker,bridge")]
+          default_value = "ceiling,worker,bridge,history")]
     pub only: Vec<Scenario>,
     /// An extra environment variable for osp-worker (repeatable; settings to compare)
     #[arg(long = "worker-env", value_name = "K=V", value_parser = key_value)]
@@ -189,6 +203,7 @@ pub struct Results {
     pub ceiling: Option<ceiling::CeilingResults>,
     pub worker: Option<worker::WorkerResults>,
     pub bridge: Option<bridge::BridgeResults>,
+    pub history: Option<history::HistoryResults>,
 }
 
 /// Runs the scenarios `options` asks for on one fresh stack.
@@ -204,6 +219,9 @@ pub async fn run_with(options: &Options) -> Result<(), BenchError> {
         .runs(Scenario::Bridge)
         .then(|| osp_stack::osp_binary("osp-bridge"))
         .transpose()?;
+    if options.runs(Scenario::History) {
+        history::plan(options.history_events, options.history_jobs).map_err(BenchError::Failed)?;
+    }
     progress!(
         "{} CPUs, load average {}; starting PostgreSQL, PgBouncer and the Temporal dev server",
         machine_before.cpus,
@@ -243,6 +261,13 @@ pub async fn run_with(options: &Options) -> Result<(), BenchError> {
             emit_line(&line);
         }
         results.bridge = Some(bridge);
+    }
+    if options.runs(Scenario::History) {
+        let history = history::run(&stack, options).await?;
+        for line in history.json_lines() {
+            emit_line(&line);
+        }
+        results.history = Some(history);
     }
     drop(client);
     drop(stack);
@@ -305,7 +330,15 @@ mod tests {
         let options = parse("").unwrap();
         assert_eq!((options.workflows, options.concurrency), (2000, 50));
         assert!(options.rate.is_none());
-        assert_eq!(options.only.len(), 3);
+        assert_eq!(options.only.len(), 4);
+        assert_eq!(
+            (
+                options.history_events,
+                options.history_jobs,
+                options.history_samples
+            ),
+            (1_000_000, 100_000, 2000)
+        );
 
         let options = parse(
             "--workflows 10 --concurrency 2 --rate 55.5 --seconds 3 --only bridge,worker --out x.md --worker-env A=b=c",
@@ -328,6 +361,8 @@ mod tests {
             ("--frobnicate 1", "--frobnicate"),
             ("--worker-env novalue", "--worker-env"),
             ("--bridge-env =x", "--bridge-env"),
+            ("--history-events 0", "--history-events"),
+            ("--history-jobs x", "--history-jobs"),
         ] {
             let error = parse(line).unwrap_err();
             assert_eq!(error.exit_code(), 2, "{line}");

@@ -1,11 +1,13 @@
 //! The Markdown report: the machine and the command, one table for the worker and the
-//! ceilings, one for the bridge, and the goals with their measured figures, met or not.
+//! ceilings, one for the bridge, one for the history scenario (with the store's sizes), and
+//! the goals with their measured figures, met or not.
 
 use std::fmt::Write as _;
 
 use super::Options;
 use super::Results;
 use super::ceiling::LoopFigures;
+use super::history::{HistoryResults, RelationSize, ratio, ratio_cell};
 use super::machine::Machine;
 use super::stats::Summary;
 
@@ -270,8 +272,97 @@ pub fn markdown(results: &Results, options: &Options, info: &RunInfo) -> String 
         let _ = writeln!(out);
     }
 
+    if let Some(h) = &results.history {
+        history_section(&mut out, h);
+    }
+
     goals(&mut out, results);
     out
+}
+
+fn mib(bytes: i64) -> String {
+    format!("{:.1}", bytes as f64 / (1024.0 * 1024.0))
+}
+
+/// The history scenario: the load, each operation on both stores, the sizes.
+fn history_section(out: &mut String, h: &HistoryResults) {
+    let l = &h.load;
+    let _ = writeln!(
+        out,
+        "### History: {} events and {} finished jobs loaded, against an empty store\n",
+        l.events, l.completed_jobs
+    );
+    let _ = writeln!(
+        out,
+        "Loaded on the server through `api.emit_domain_event`, `api.claim_workflow_jobs` and `api.complete_workflow_job` in {:.0} s ({:.0} events/s): routed bootstrap requests {:.0} s, claims and completions {:.0} s, the five activity events per job {:.0} s, further events {:.0} s, then `VACUUM (ANALYZE)` of both stores {:.0} s. {} streams. Then {} bootstraps on each store, in blocks of the same size alternating between the stores, one operation at a time on one direct connection: a client's emit of `organization.bootstrap.initiated` (routed: it enqueues a job), a claim of one job, its settlement (`api.complete_workflow_job`: the started and completed events), and each activity's emit as the activities make it (own transaction, statement bounds, idempotency key), with the email step's idempotency lookup and a retried emit whose key exists. The empty store holds only what the measurements write. Ratio: loaded / empty; ✓ within 10 %.\n",
+        l.seconds,
+        l.events_per_second,
+        l.initiated_seconds,
+        l.settle_seconds,
+        l.activity_seconds,
+        l.extra_seconds,
+        l.vacuum_seconds,
+        l.streams,
+        h.samples,
+    );
+    let _ = writeln!(
+        out,
+        "| operation | empty p50 / p99 ms | loaded p50 / p99 ms | p50 ratio | p99 ratio | failed (empty, loaded) |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|---|");
+    for o in &h.operations {
+        let pair = |s: Option<&Summary>| {
+            s.map_or_else(
+                || "–".to_owned(),
+                |s| format!("{} / {}", ms(s.p50), ms(s.p99)),
+            )
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {}, {} |",
+            o.name,
+            pair(o.empty_ms.as_ref()),
+            pair(o.loaded_ms.as_ref()),
+            ratio_cell(ratio(o.empty_ms.map(|s| s.p50), o.loaded_ms.map(|s| s.p50))),
+            ratio_cell(ratio(o.empty_ms.map(|s| s.p99), o.loaded_ms.map(|s| s.p99))),
+            o.empty_failed,
+            o.loaded_failed,
+        );
+    }
+    if let Some(error) = &h.first_error {
+        let _ = writeln!(out, "\nFirst failure: {error}");
+    }
+    let _ = writeln!(
+        out,
+        "\nSizes after the load (MiB; the empty store's after its measurements in brackets):\n"
+    );
+    let _ = writeln!(out, "| relation | rows | table | indexes | total |");
+    let _ = writeln!(out, "|---|---|---|---|---|");
+    for s in &h.sizes {
+        let empty = h.empty_sizes.iter().find(|e| e.relation == s.relation);
+        let bracket = |f: fn(&RelationSize) -> String| {
+            empty.map_or_else(String::new, |e| format!(" ({})", f(e)))
+        };
+        let _ = writeln!(
+            out,
+            "| `{}` | {}{} | {}{} | {}{} | {}{} |",
+            s.relation,
+            s.rows,
+            bracket(|e| e.rows.to_string()),
+            mib(s.table_bytes),
+            bracket(|e| mib(e.table_bytes)),
+            mib(s.index_bytes),
+            bracket(|e| mib(e.index_bytes)),
+            mib(s.total_bytes),
+            bracket(|e| mib(e.total_bytes)),
+        );
+    }
+    let indexes: Vec<String> = h
+        .indexes
+        .iter()
+        .map(|i| format!("`{}` {} MiB", i.index, mib(i.bytes)))
+        .collect();
+    let _ = writeln!(out, "\nIndexes after the load: {}.\n", indexes.join(", "));
 }
 
 /// The goals of issue 8, each with its figure.
@@ -330,6 +421,30 @@ fn goals(out: &mut String, results: &Results) {
                 share.map(|s| s >= 0.9),
             );
         }
+    }
+    if let Some(h) = &results.history {
+        let figures: Vec<Option<bool>> = h
+            .operations
+            .iter()
+            .flat_map(|o| {
+                let get = |f: fn(&Summary) -> f64| {
+                    ratio(o.empty_ms.map(|s| f(&s)), o.loaded_ms.map(|s| f(&s)))
+                };
+                [get(|s| s.p50), get(|s| s.p99)]
+            })
+            .map(|r| r.map(|r| r.within))
+            .collect();
+        let within = figures.iter().filter(|f| **f == Some(true)).count();
+        let measured = figures.iter().filter(|f| f.is_some()).count();
+        row(
+            &format!(
+                "history ({} events): every operation's p50 and p99",
+                h.load.events
+            ),
+            "within 10 % of the empty store",
+            format!("{within} of {} figures within", figures.len()),
+            (measured > 0).then_some(within == figures.len()),
+        );
     }
     if let Some(w) = &results.worker {
         row(
