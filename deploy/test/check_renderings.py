@@ -13,7 +13,7 @@ For every rendering given:
   token is mounted for the agent, and the agent's template, rendered with made-up secrets
   (quotes, backslashes, a newline, non-ASCII) by Helm's own Go template engine standing in
   for Vault Agent's, gives a TOML file that parses back to exactly those values, whose keys
-  are all known to the configuration loader (the keys in crates/osp-core/src/config/*.rs).
+  are all known to the configuration loader (the keys in crates/osp-config/src/*.rs).
 
 Usage: check_renderings.py HELM RENDERING.yaml...
 """
@@ -29,7 +29,7 @@ import tomllib
 import yaml
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-CONFIG_RS = ROOT / "crates/osp-core/src/config"
+CONFIG_RS = ROOT / "crates/osp-config/src"
 OSP_COMMANDS = {"/usr/local/bin/osp-worker", "/usr/local/bin/osp-bridge"}
 VAULT = "vault.hashicorp.com/"
 
