@@ -6,12 +6,13 @@
 # Temporal dev server, waits for each /readyz to answer 200, and stops each with SIGTERM.
 # Needs root (buildah with vfs storage and chroot isolation). Called by `make deploy-smoke`.
 # OSP_SMOKE_BIN_DIR: take the two binaries from there instead of building them.
-# OSP_SMOKE_LOG_DIR: keep the programs' logs there. OSP_MAX_IMAGE_MB: the size limit (25).
+# OSP_SMOKE_LOG_DIR: keep the programs' logs there. OSP_MAX_IMAGE_MB: the size limit (30;
+# deploy/release.env says why).
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 target=x86_64-unknown-linux-musl
-max_image_mb=${OSP_MAX_IMAGE_MB:-25}
+max_image_mb=${OSP_MAX_IMAGE_MB:-30}
 ready_deadline=${OSP_SMOKE_READY_SECONDS:-120}
 grace_seconds=10
 image=localhost/osp-smoke:latest
