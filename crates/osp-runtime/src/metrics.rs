@@ -44,7 +44,7 @@ enum ScrapeError {
 /// The SDK's loopback exporter; dropping it stops the exporter's task and closes its port.
 #[derive(Debug)]
 pub struct SdkExporter {
-    abort: Option<AbortHandle>,
+    abort: AbortHandle,
     addr: SocketAddr,
 }
 
@@ -57,9 +57,7 @@ impl SdkExporter {
 
 impl Drop for SdkExporter {
     fn drop(&mut self) {
-        if let Some(abort) = self.abort.take() {
-            abort.abort();
-        }
+        self.abort.abort();
     }
 }
 
@@ -119,7 +117,7 @@ impl Metrics {
             .map_err(|error| MetricsError::Exporter(error.into_boxed_dyn_error()))?;
         self.sdk = Some(started.bound_addr);
         let exporter = SdkExporter {
-            abort: Some(started.abort_handle),
+            abort: started.abort_handle,
             addr: started.bound_addr,
         };
         Ok((self, started.meter, exporter))
