@@ -34,6 +34,9 @@ pub mod types {
     pub const DEPLOYER_UNUSABLE: &str = "DeployerUnusable";
     /// The activity was called outside a workflow, or its input is inconsistent with state.
     pub const PRECONDITION_FAILED: &str = "PreconditionFailed";
+    /// The workflow's start is not recorded on the stream yet (SQLSTATE OSP01): its events
+    /// wait for it; retried.
+    pub const START_NOT_RECORDED: &str = "StartNotRecorded";
 }
 
 /// Whether retrying can help.
@@ -150,6 +153,7 @@ pub fn classify_sqlstate(code: &SqlState) -> (&'static str, Retry) {
     match code {
         "40001" | "40P01" => (types::TRANSACTION_CONFLICT, Retry::Yes),
         "57014" | "55P03" => (types::DATABASE_TIMEOUT, Retry::Yes),
+        crate::events::START_NOT_RECORDED_SQLSTATE => (types::START_NOT_RECORDED, Retry::Yes),
         _ => match &code[..2] {
             // connection exception; operator intervention (shutdown); insufficient
             // resources; system error
@@ -194,6 +198,11 @@ mod tests {
         check("57P01", (types::DATABASE_UNAVAILABLE, Retry::Yes)); // admin shutdown
         check("57P03", (types::DATABASE_UNAVAILABLE, Retry::Yes)); // cannot connect now
         check("53300", (types::DATABASE_UNAVAILABLE, Retry::Yes)); // too many connections
+    }
+
+    #[test]
+    fn an_event_waiting_for_its_workflows_start_is_retried() {
+        check("OSP01", (types::START_NOT_RECORDED, Retry::Yes));
     }
 
     #[test]

@@ -6,10 +6,15 @@
 //! literals would be ambiguous) and unnamed statements (safe behind a transaction-mode
 //! pooler).
 
-use serde_json::{Map, Value};
+use std::time::Duration;
+
+use serde_json::{Map, Value, json};
+use temporalio_sdk::activities::ActivityContext;
 use tokio_postgres::GenericClient;
 use tokio_postgres::types::Type;
 use uuid::Uuid;
+
+use crate::errors::{Failure, types};
 
 /// The metadata key `api.emit_domain_event` deduplicates on.
 pub const IDEMPOTENCY_KEY: &str = "idempotency_key";
@@ -101,6 +106,52 @@ impl NewEvent {
     pub fn shape(mut self, shape: Shape) -> Self {
         self.shape = shape;
         self
+    }
+
+    /// Marks the event as appended by `ctx`'s activity (`workflow_id`, `workflow_run_id`,
+    /// `activity_type` in its metadata). Such an event keeps the chain order: it cannot be
+    /// appended to a stream on which its workflow's start is not recorded yet, and
+    /// [`when_started`] tries it again until it is.
+    pub fn from_activity(self, ctx: &ActivityContext) -> Self {
+        let info = ctx.info();
+        self.metadata_entry("workflow_id", json!(info.workflow_id))
+            .metadata_entry("workflow_run_id", json!(info.workflow_run_id))
+            .metadata_entry("activity_type", json!(info.activity_type))
+    }
+}
+
+/// SQLSTATE of an append refused because the start of the workflow its metadata names is not
+/// recorded on the stream yet (migration 0008): the bridge records it moments after Temporal
+/// acknowledged the start, so the append is simply made again.
+pub const START_NOT_RECORDED_SQLSTATE: &str = "OSP01";
+
+/// How long [`when_started`] keeps trying before it gives the refusal back: far longer than
+/// a bridge takes to record a start, short against an activity's timeout. Past it, the
+/// failure is retryable and the activity's retry policy takes over.
+pub const START_WAIT: Duration = Duration::from_secs(10);
+
+/// Runs `attempt` (one whole transaction, made from scratch each time) again while it fails
+/// because its workflow's start is not recorded yet, waiting 2 ms, then twice as long each
+/// time, at most 100 ms, for at most [`START_WAIT`]. Nothing is held while it waits: the
+/// refused transaction has rolled back. Any other outcome is returned as it is.
+pub async fn when_started<T, F, Fut>(mut attempt: F) -> Result<T, Failure>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, Failure>>,
+{
+    let deadline = tokio::time::Instant::now() + START_WAIT;
+    let mut delay = Duration::from_millis(2);
+    loop {
+        match attempt().await {
+            Err(failure)
+                if failure.type_name == types::START_NOT_RECORDED
+                    && tokio::time::Instant::now() + delay < deadline =>
+            {
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_millis(100));
+            }
+            other => return other,
+        }
     }
 }
 
@@ -215,7 +266,47 @@ pub async fn read_stream(
 
 #[cfg(test)]
 mod tests {
+    use std::cell::Cell;
+
     use super::*;
+    use crate::errors::Retry;
+
+    #[tokio::test]
+    async fn when_started_tries_again_while_the_start_is_unrecorded_and_returns_anything_else() {
+        let calls = Cell::new(0);
+        let result = when_started(|| {
+            calls.set(calls.get() + 1);
+            let call = calls.get();
+            async move {
+                if call < 3 {
+                    Err(Failure::new(
+                        types::START_NOT_RECORDED,
+                        Retry::Yes,
+                        "not yet",
+                    ))
+                } else {
+                    Ok(call)
+                }
+            }
+        })
+        .await;
+        assert_eq!(result.unwrap(), 3);
+
+        let calls = Cell::new(0);
+        let result: Result<(), Failure> = when_started(|| {
+            calls.set(calls.get() + 1);
+            async {
+                Err(Failure::new(
+                    types::DATABASE_UNAVAILABLE,
+                    Retry::Yes,
+                    "down",
+                ))
+            }
+        })
+        .await;
+        assert_eq!(calls.get(), 1);
+        assert_eq!(result.unwrap_err().type_name, types::DATABASE_UNAVAILABLE);
+    }
 
     #[test]
     fn the_builder_fills_the_metadata_and_the_shape() {

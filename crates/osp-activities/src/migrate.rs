@@ -51,6 +51,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "routes_and_jobs",
         sql: include_str!("../migrations/0007_routes_and_jobs.sql"),
     },
+    Migration {
+        version: 8,
+        name: "batched_settlement",
+        sql: include_str!("../migrations/0008_batched_settlement.sql"),
+    },
 ];
 
 /// Held for the migration transaction; serialises migrators across processes. The value is

@@ -175,7 +175,6 @@ impl PlatformActivities {
         data: Value,
         discriminator: Option<Uuid>,
     ) -> Result<Uuid, Failure> {
-        let info = ctx.info();
         // The aggregate shape, as the seed's activities called it.
         let event = NewEvent::new(
             events::ORGANIZATION_STREAM,
@@ -184,17 +183,18 @@ impl PlatformActivities {
             data,
         )
         .idempotency_key(idempotency_key(ctx, event_type, discriminator))
-        .metadata_entry("workflow_id", json!(info.workflow_id))
-        .metadata_entry("workflow_run_id", json!(info.workflow_run_id))
-        .metadata_entry("activity_type", json!(info.activity_type))
-        .metadata_entry("correlation_id", json!(info.workflow_id))
+        .from_activity(ctx)
+        .metadata_entry("correlation_id", json!(ctx.info().workflow_id))
         .shape(Shape::Aggregate);
-        let mut client = self.pool.get().await?;
-        let transaction = client.transaction().await?;
-        transaction.batch_execute(STATEMENT_BOUNDS).await?;
-        let id = event_store::append(&*transaction, &event).await?;
-        transaction.commit().await?;
-        Ok(id)
+        event_store::when_started(|| async {
+            let mut client = self.pool.get().await?;
+            let transaction = client.transaction().await?;
+            transaction.batch_execute(STATEMENT_BOUNDS).await?;
+            let id = event_store::append(&*transaction, &event).await?;
+            transaction.commit().await?;
+            Ok(id)
+        })
+        .await
     }
 
     /// Whether this step already emitted its event (the email step checks before sending).

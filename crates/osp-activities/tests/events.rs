@@ -1,6 +1,7 @@
 //! Integration tests of the typed event API (`osp_activities::events`) against a real
 //! PostgreSQL with the OSP schema: both shapes, idempotency keys, appends inside a caller's
-//! transaction, refused events, and reading a stream back.
+//! transaction, refused events, reading a stream back, and a workflow's event that waits for
+//! the bridge to record its start.
 
 #![expect(clippy::unwrap_used, reason = "test helpers fail the test loudly")]
 
@@ -101,4 +102,99 @@ async fn a_refused_event_names_the_event_and_the_database_reason() {
     assert!(text.contains("appending service.noted to stream"), "{text}");
     assert!(text.contains("object"), "{text}");
     assert!(read_stream(&client, stream).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn an_activity_event_waits_for_its_workflows_start_then_follows_it() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use osp_activities::errors::Failure;
+    use osp_activities::events::when_started;
+
+    let (postgres, client) = migrated().await;
+    let organization = Uuid::new_v4();
+    // A bootstrap request: the seeded route enqueues a job for it.
+    append(
+        &client,
+        &NewEvent::new(
+            "organization",
+            organization,
+            "organization.bootstrap.initiated",
+            json!({"organization_id": organization, "name": "Acme", "subdomain": "acme",
+                   "admin_users": [{"email": "a@acme.test", "name": "A"}]}),
+        ),
+    )
+    .await
+    .unwrap();
+    let claimed = client
+        .query_one(
+            "select job_id, workflow_id from api.claim_workflow_jobs('w', 10, interval '1 minute')",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (job, workflow_id): (Uuid, String) = (claimed.get(0), claimed.get(1));
+
+    // The workflow's first step, as the activities append it, while the start is unrecorded.
+    let pool = osp_activities::db::pool(&postgres.url("postgres"), 2).unwrap();
+    let attempts = std::sync::Arc::new(AtomicUsize::new(0));
+    let step = NewEvent::new(
+        "organization",
+        organization,
+        "organization.created",
+        json!({"name": "Acme", "subdomain": "acme"}),
+    )
+    .metadata_entry("workflow_id", json!(workflow_id));
+    let appending = tokio::spawn({
+        let attempts = attempts.clone();
+        async move {
+            when_started(|| async {
+                attempts.fetch_add(1, Ordering::SeqCst);
+                let client = pool.get().await?;
+                append(&**client, &step).await.map_err(Failure::from)
+            })
+            .await
+        }
+    });
+    // Refused at least once (a second attempt follows only a refusal), and nothing appended.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while attempts.load(Ordering::SeqCst) < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the step was never retried"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(!appending.is_finished());
+
+    // The bridge records the start; the step then goes in after it.
+    let settled: String = client
+        .query_one(
+            "select settled from api.settle_workflow_jobs('w', $1)",
+            &[&json!([{"job_id": job, "attempt": 1, "outcome": "complete",
+                        "workflow_id": workflow_id, "workflow_run_id": "run-1"}])],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(settled, "done");
+    appending.await.unwrap().unwrap();
+    let order: Vec<String> = read_stream(&client, organization)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|event| event.event_type)
+        .collect();
+    assert_eq!(
+        order,
+        [
+            "organization.bootstrap.initiated",
+            "workflow.queue.pending",
+            "workflow.queue.claimed",
+            "organization.bootstrap.workflow_started",
+            "workflow.queue.completed",
+            "organization.created",
+        ]
+    );
 }

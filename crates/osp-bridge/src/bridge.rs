@@ -7,7 +7,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use osp_config::{BridgeConfig, BridgeSettings};
+use osp_config::BridgeConfig;
 use osp_runtime::backoff::Backoff;
 use osp_runtime::{Health, Metrics};
 use temporalio_common::telemetry::metrics::TemporalMeter;
@@ -21,6 +21,7 @@ use crate::dispatch::Dispatcher;
 use crate::listen::{self, ListenTiming};
 use crate::metrics::BridgeMetrics;
 use crate::queue::{ClaimedJob, Queue};
+use crate::settle::Settler;
 use crate::start::Starter;
 use crate::wake::Wakeups;
 use crate::{BridgeError, realtime};
@@ -199,17 +200,18 @@ impl Bridge {
             health.clone(),
         )));
 
+        let max_in_flight = settings.max_in_flight.max(1);
+        // Stopped only after the drain: the dispatches still finishing need it.
+        let (settler, settler_task) = Settler::start(queue.clone(), max_in_flight);
         let dispatcher = Arc::new(Dispatcher {
-            queue: queue.clone(),
             starter,
-            start_timeout,
+            settler,
             settings: settings.clone(),
             metrics: bridge_metrics.clone(),
             wakeups: wakeups.clone(),
             temporal_up,
             schemas: Schemas::default(),
         });
-        let max_in_flight = max_in_flight(&settings);
         let permits = Arc::new(Semaphore::new(max_in_flight));
         let in_flight: InFlight = Arc::default();
         let claim_loop = ClaimLoop {
@@ -242,6 +244,7 @@ impl Bridge {
             worker_id: &worker_id,
         };
         drain.run().await;
+        settler_task.abort();
         Ok(())
     }
 }
@@ -454,24 +457,6 @@ async fn depth_gauge(queue: Queue, metrics: BridgeMetrics, health: Health) {
             }
         }
     }
-}
-
-/// Dispatches in flight at once. Each holds a pooled connection while its start is in
-/// flight; two connections stay free for claims and probes.
-fn max_in_flight(settings: &BridgeSettings) -> usize {
-    let max_in_flight = settings
-        .max_in_flight
-        .min(settings.database_pool_size.saturating_sub(2))
-        .max(1);
-    if max_in_flight < settings.max_in_flight {
-        tracing::warn!(
-            configured = settings.max_in_flight,
-            max_in_flight,
-            pool_size = settings.database_pool_size,
-            "fewer dispatches in flight than configured: the database pool is too small"
-        );
-    }
-    max_in_flight
 }
 
 /// The end of a run, once the claim loop has stopped: the dispatches in flight get the grace

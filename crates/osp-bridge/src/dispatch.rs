@@ -1,36 +1,31 @@
-//! One claimed job, from check to settlement. A job that can never start fails at once.
-//! Otherwise, in one transaction: the job and its stream are locked (if this claim still
-//! holds the job), the workflow is started, and the outcome is recorded: started + completed
-//! when Temporal acknowledged the start (new or existing), a retry with backoff when Temporal
-//! was unavailable (failed for good once the attempts run out). Holding the stream lock across
-//! the start keeps the stream in contract order: nothing the workflow appends can come before
-//! the bridge's events. If the outcome cannot be written in that transaction it is retried on
-//! its own while the lease lasts; failing that, the lease expires, the job is claimed again and
-//! its second start is a no-op.
+//! One claimed job, from check to settlement, with no database connection held: a job that
+//! can never start fails at once; otherwise the workflow is started and the outcome handed to
+//! the settler, which writes it with the other jobs' outcomes in one statement: started +
+//! completed when Temporal acknowledged the start (new or existing), a retry with backoff when
+//! Temporal was unavailable (failed for good once the attempts run out). The chain order
+//! (nothing the workflow appends before the bridge's events) is kept by the append itself
+//! (migration 0008), not by a lock held across the start. If the outcome cannot be written
+//! before the lease expires, the job is claimed again and its second start is a no-op.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use osp_config::BridgeSettings;
-use osp_runtime::backoff::Backoff;
 use tokio::sync::watch;
 use tokio::time::Instant;
-use tokio_postgres::GenericClient;
 
 use crate::check::{Schemas, StartRequest, check};
 use crate::metrics::BridgeMetrics;
-use crate::queue::{ClaimedJob, Queue, QueueError, RouteStatus, Settled};
+use crate::queue::{ClaimedJob, Outcome, RouteStatus, SettleOutcome, Settled, Settlement};
+use crate::settle::Settler;
 use crate::start::{StartError, Starter};
 use crate::wake::Wakeups;
 
 /// What a dispatch needs; shared by every dispatch task.
 #[derive(Debug)]
 pub struct Dispatcher {
-    pub queue: Queue,
     pub starter: Starter,
-    /// How long a start may take (the starter's own timeout).
-    pub start_timeout: Duration,
+    pub settler: Settler,
     pub settings: BridgeSettings,
     pub metrics: BridgeMetrics,
     pub wakeups: Arc<Wakeups>,
@@ -60,9 +55,48 @@ enum Record {
     Retry { message: String, delay: Duration },
 }
 
+impl Record {
+    fn settlement(&self, job: &ClaimedJob) -> Settlement {
+        let outcome = match self {
+            Record::Complete {
+                workflow_id,
+                run_id,
+                existing,
+            } => Outcome::Complete {
+                workflow_id: workflow_id.clone(),
+                run_id: run_id.clone(),
+                existing: *existing,
+            },
+            Record::Fail { message, .. } => Outcome::Fail {
+                message: message.clone(),
+                retry_after: None,
+            },
+            Record::Retry { message, delay } => Outcome::Fail {
+                message: message.clone(),
+                retry_after: Some(*delay),
+            },
+        };
+        Settlement {
+            job_id: job.job_id,
+            attempt: job.attempt,
+            outcome,
+        }
+    }
+}
+
 impl Dispatcher {
     /// Checks, starts and settles `job`; never panics, whatever the row holds.
     pub async fn dispatch(&self, job: ClaimedJob, lease_deadline: Instant) {
+        let record = self.decide(&job).await;
+        let settled = self
+            .settler
+            .settle(record.settlement(&job), lease_deadline)
+            .await;
+        self.note(&job, &record, settled);
+    }
+
+    /// What to record for `job`: the start's outcome, or why it was not started.
+    async fn decide(&self, job: &ClaimedJob) -> Record {
         let held = match job.route {
             RouteStatus::Disabled => Some("disabled"),
             RouteStatus::Paused => Some("paused"),
@@ -72,7 +106,7 @@ impl Dispatcher {
             // The route was disabled or paused between the claim's selection (which skips
             // such routes) and now: the job goes back to wait, pending, for the route to be
             // enabled or resumed again, rather than failing for good.
-            let record = Record::Retry {
+            return Record::Retry {
                 message: format!(
                     "route {state}: the route for event type {} is {state} in osp_metadata.workflow_routes; the job waits until it is {}",
                     job.event_type,
@@ -84,80 +118,17 @@ impl Dispatcher {
                 ),
                 delay: self.settings.retry_initial,
             };
-            self.record_alone(&job, &record, lease_deadline).await;
-            return;
         }
-        match check(&job, self.settings.max_payload_bytes, &self.schemas) {
-            Ok(request) => self.start_held(&job, &request, lease_deadline).await,
+        match check(job, self.settings.max_payload_bytes, &self.schemas) {
+            Ok(request) => self.outcome(job, &request).await,
             Err(rejection) => {
                 tracing::warn!(job_id = %job.job_id, event_type = %job.event_type, error = %rejection, "job cannot be started");
-                let record = Record::Fail {
+                Record::Fail {
                     message: rejection.0,
                     reason: "invalid",
-                };
-                self.record_alone(&job, &record, lease_deadline).await;
-            }
-        }
-    }
-
-    /// Starts the workflow with the job held, retrying what fails before the start was sent.
-    async fn start_held(&self, job: &ClaimedJob, request: &StartRequest, deadline: Instant) {
-        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
-        loop {
-            match self.attempt(job, request, deadline).await {
-                Ok(()) => return,
-                Err(error) => {
-                    let (delay, attempt) = backoff.next_delay();
-                    if Instant::now() + delay + self.start_timeout >= deadline {
-                        tracing::error!(job_id = %job.job_id, %error, "cannot hold the job before its lease expires; it will be claimed again");
-                        return;
-                    }
-                    tracing::warn!(job_id = %job.job_id, %error, attempt, "cannot hold the job yet; retrying");
-                    tokio::time::sleep(delay).await;
                 }
             }
         }
-    }
-
-    /// One try: hold, start, record. An error means the start was not sent.
-    async fn attempt(
-        &self,
-        job: &ClaimedJob,
-        request: &StartRequest,
-        deadline: Instant,
-    ) -> Result<(), QueueError> {
-        let unrecorded = {
-            let mut client = self.queue.pool().get().await?;
-            let transaction = client.transaction().await?;
-            if self.queue.hold(&*transaction, job).await? == Settled::Fenced {
-                self.fenced(job);
-                return Ok(());
-            }
-            let record = self.outcome(job, request).await;
-            let written = match self.write(&*transaction, job, &record).await {
-                Ok(settled) => transaction
-                    .commit()
-                    .await
-                    .map(|()| settled)
-                    .map_err(QueueError::from),
-                Err(error) => Err(error),
-            };
-            match written {
-                Ok(settled) => {
-                    self.note(job, &record, Some(settled));
-                    None
-                }
-                Err(error) => {
-                    tracing::warn!(job_id = %job.job_id, %error, "recording the start failed; retrying on its own");
-                    Some(record)
-                }
-            }
-        };
-        // The held connection is back in the pool (its transaction rolled back).
-        if let Some(record) = unrecorded {
-            self.record_alone(job, &record, deadline).await;
-        }
-        Ok(())
     }
 
     /// Starts the workflow and says what to record.
@@ -211,43 +182,10 @@ impl Dispatcher {
         }
     }
 
-    async fn write<C: GenericClient + Sync>(
-        &self,
-        client: &C,
-        job: &ClaimedJob,
-        record: &Record,
-    ) -> Result<Settled, QueueError> {
-        match record {
-            Record::Complete {
-                workflow_id,
-                run_id,
-                existing,
-            } => {
-                self.queue
-                    .complete(client, job, workflow_id, run_id, *existing)
-                    .await
-            }
-            Record::Fail { message, .. } => self.queue.fail(client, job, message, None).await,
-            Record::Retry { message, delay } => {
-                self.queue.fail(client, job, message, Some(*delay)).await
-            }
-        }
-    }
-
-    /// Writes `record` in a statement of its own, retried while the lease lasts.
-    async fn record_alone(&self, job: &ClaimedJob, record: &Record, deadline: Instant) {
-        let settled = settle(deadline, || async {
-            let client = self.queue.pool().get().await?;
-            self.write(&**client, job, record).await
-        })
-        .await;
-        self.note(job, record, settled);
-    }
-
     /// Counts what was written and schedules the wake-up of a retry.
-    fn note(&self, job: &ClaimedJob, record: &Record, settled: Option<Settled>) {
+    fn note(&self, job: &ClaimedJob, record: &Record, settled: Option<SettleOutcome>) {
         match settled {
-            Some(Settled::Done) => match record {
+            Some(SettleOutcome::Settled(Settled::Done)) => match record {
                 Record::Complete { .. } => {}
                 Record::Fail { reason, .. } => {
                     self.metrics.failed.with_label_values(&[reason]).inc();
@@ -264,7 +202,11 @@ impl Dispatcher {
                     });
                 }
             },
-            Some(Settled::Fenced) => self.fenced(job),
+            Some(SettleOutcome::Settled(Settled::Fenced)) => self.fenced(job),
+            Some(SettleOutcome::Refused(error)) => {
+                tracing::error!(job_id = %job.job_id, %error, "the database refused the settlement; the job will be claimed again");
+            }
+            // The settler said why.
             None => {}
         }
     }
@@ -272,36 +214,6 @@ impl Dispatcher {
     fn fenced(&self, job: &ClaimedJob) {
         self.metrics.fenced.inc();
         tracing::warn!(job_id = %job.job_id, attempt = job.attempt, "lease lost: another claim holds the job; not settling it");
-    }
-}
-
-/// Runs a settlement until it is written or the lease runs out; `None` when it never was.
-async fn settle<F, Fut>(deadline: Instant, mut call: F) -> Option<Settled>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<Settled, QueueError>>,
-{
-    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
-    loop {
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(remaining.max(Duration::from_millis(1)), call()).await {
-            Ok(Ok(settled)) => return Some(settled),
-            Ok(Err(error)) => {
-                let (delay, attempt) = backoff.next_delay();
-                if Instant::now() + delay >= deadline {
-                    tracing::error!(%error, attempt, "cannot settle the job before its lease expires; it will be claimed again");
-                    return None;
-                }
-                tracing::warn!(%error, attempt, "settling the job failed; retrying");
-                tokio::time::sleep(delay).await;
-            }
-            Err(_) => {
-                tracing::error!(
-                    "settling the job did not finish before its lease expired; it will be claimed again"
-                );
-                return None;
-            }
-        }
     }
 }
 

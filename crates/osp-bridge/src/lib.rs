@@ -13,6 +13,7 @@ pub mod listen;
 pub mod metrics;
 pub mod queue;
 pub mod realtime;
+mod settle;
 pub mod start;
 mod wake;
 

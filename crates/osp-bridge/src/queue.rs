@@ -1,14 +1,14 @@
-//! The queue as the bridge sees it: the SQL functions of migration 0004 (claim, complete,
-//! fail, release, depth), each called as one unnamed statement (`query_typed`), so every call
-//! works through a transaction-mode pooler.
+//! The queue as the bridge sees it: the SQL functions of migrations 0004 and 0008 (claim,
+//! settle many, release, depth), each called as one unnamed statement (`query_typed`), so
+//! every call works through a transaction-mode pooler.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use deadpool_postgres::Pool;
 use serde_json::Value;
+use tokio_postgres::Row;
 use tokio_postgres::types::Type;
-use tokio_postgres::{GenericClient, Row};
 use uuid::Uuid;
 
 /// Why a queue call failed. Never carries the database URL.
@@ -139,16 +139,77 @@ impl From<bool> for Settled {
     }
 }
 
+/// What one job's settlement writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The workflow runs (or ran): its started event and `workflow.queue.completed`.
+    Complete {
+        workflow_id: String,
+        run_id: String,
+        existing: bool,
+    },
+    /// `workflow.queue.failed`: for good when `retry_after` is `None`, else the job is
+    /// pending again after that delay.
+    Fail {
+        message: String,
+        retry_after: Option<Duration>,
+    },
+}
+
+/// One element of a settlement batch: a job, the claim that holds it, what to write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settlement {
+    pub job_id: Uuid,
+    pub attempt: i32,
+    pub outcome: Outcome,
+}
+
+impl Settlement {
+    /// The element as `api.settle_workflow_jobs` reads it.
+    fn to_json(&self) -> Value {
+        let mut item = serde_json::json!({"job_id": self.job_id, "attempt": self.attempt});
+        let fields = match &self.outcome {
+            Outcome::Complete {
+                workflow_id,
+                run_id,
+                existing,
+            } => serde_json::json!({
+                "outcome": "complete",
+                "workflow_id": workflow_id,
+                "workflow_run_id": run_id,
+                "existing_execution": existing,
+            }),
+            Outcome::Fail {
+                message,
+                retry_after,
+            } => serde_json::json!({
+                "outcome": "fail",
+                "error_message": message,
+                "retry_after_ms": retry_after.map(millis),
+            }),
+        };
+        if let (Value::Object(item), Value::Object(fields)) = (&mut item, fields) {
+            item.extend(fields);
+        }
+        item
+    }
+}
+
+/// How one settlement of a batch went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SettleOutcome {
+    /// Written, or fenced out.
+    Settled(Settled),
+    /// The database refused this element (bad data); nothing was written for it.
+    Refused(String),
+}
+
 /// The queue functions, called as `worker_id`.
 #[derive(Debug, Clone)]
 pub struct Queue {
     pool: Pool,
     worker_id: String,
 }
-
-/// The longest any statement after the hold may take in its transaction: recording a start
-/// is a few appends, so anything slower is stuck and should give way to a retry.
-pub const HELD_STATEMENT_TIMEOUT: &str = "10s";
 
 fn millis(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
@@ -199,86 +260,36 @@ impl Queue {
             .collect())
     }
 
-    /// The pool, for a dispatch that holds a connection across its start.
-    pub fn pool(&self) -> &Pool {
-        &self.pool
-    }
-
-    /// Within a transaction on `client`: locks the job and its stream until the transaction
-    /// ends, if this claim still holds the job. The hold waits for those locks at most its
-    /// function's `lock_timeout` (5 s, then SQLSTATE 55P03, retried by the dispatch), and the
-    /// rest of the transaction's statements (complete, fail) run under
-    /// [`HELD_STATEMENT_TIMEOUT`], set for this transaction only (`set_config(..., true)`,
-    /// in the same statement, so no session state outlives it behind a pooler).
-    pub async fn hold<C: GenericClient + Sync>(
+    /// Records many outcomes in one statement (`api.settle_workflow_jobs`), each fenced on
+    /// its claim. One row per settlement, in the order the function settled them (by stream).
+    pub async fn settle(
         &self,
-        client: &C,
-        job: &ClaimedJob,
-    ) -> Result<Settled, QueueError> {
+        settlements: &[Settlement],
+    ) -> Result<Vec<((Uuid, i32), SettleOutcome)>, QueueError> {
+        let client = self.pool.get().await?;
+        let items = Value::Array(settlements.iter().map(Settlement::to_json).collect());
         let rows = client
             .query_typed(
-                "select api.hold_workflow_job($1, $2, $3)
-                 from pg_catalog.set_config('statement_timeout', $4, true)",
-                &[
-                    (&job.job_id, Type::UUID),
-                    (&self.worker_id, Type::TEXT),
-                    (&job.attempt, Type::INT4),
-                    (&HELD_STATEMENT_TIMEOUT, Type::TEXT),
-                ],
+                "select job_id, attempt, settled, error from api.settle_workflow_jobs($1, $2)",
+                &[(&self.worker_id, Type::TEXT), (&items, Type::JSONB)],
             )
             .await?;
-        Ok(settled(&rows))
-    }
-
-    /// The workflow was started (or already existed): emits the started event and
-    /// `workflow.queue.completed`, if this claim still holds the job.
-    pub async fn complete<C: GenericClient + Sync>(
-        &self,
-        client: &C,
-        job: &ClaimedJob,
-        workflow_id: &str,
-        run_id: &str,
-        existing: bool,
-    ) -> Result<Settled, QueueError> {
-        let rows = client
-            .query_typed(
-                "select api.complete_workflow_job($1, $2, $3, $4, $5, $6)",
-                &[
-                    (&job.job_id, Type::UUID),
-                    (&self.worker_id, Type::TEXT),
-                    (&job.attempt, Type::INT4),
-                    (&workflow_id, Type::TEXT),
-                    (&run_id, Type::TEXT),
-                    (&existing, Type::BOOL),
-                ],
-            )
-            .await?;
-        Ok(settled(&rows))
-    }
-
-    /// The attempt failed: for good when `retry_after` is `None`, else the job is pending
-    /// again after that delay.
-    pub async fn fail<C: GenericClient + Sync>(
-        &self,
-        client: &C,
-        job: &ClaimedJob,
-        message: &str,
-        retry_after: Option<Duration>,
-    ) -> Result<Settled, QueueError> {
-        let retry_after = retry_after.map(millis);
-        let rows = client
-            .query_typed(
-                "select api.fail_workflow_job($1, $2, $3, $4, $5 * interval '1 millisecond')",
-                &[
-                    (&job.job_id, Type::UUID),
-                    (&self.worker_id, Type::TEXT),
-                    (&job.attempt, Type::INT4),
-                    (&message, Type::TEXT),
-                    (&retry_after, Type::INT8),
-                ],
-            )
-            .await?;
-        Ok(settled(&rows))
+        rows.iter()
+            .map(|row| {
+                let job_id: Uuid = row.try_get(0)?;
+                let attempt: i32 = row.try_get(1)?;
+                let settled: String = row.try_get(2)?;
+                let outcome = match settled.as_str() {
+                    "done" => SettleOutcome::Settled(Settled::Done),
+                    "fenced" => SettleOutcome::Settled(Settled::Fenced),
+                    _ => SettleOutcome::Refused(
+                        row.try_get::<_, Option<String>>(3)?
+                            .unwrap_or_else(|| settled.clone()),
+                    ),
+                };
+                Ok(((job_id, attempt), outcome))
+            })
+            .collect()
     }
 
     /// Gives the job back at once (shutdown before its start was confirmed).

@@ -1,7 +1,8 @@
-//! The SQL of migration 0004 on its own, through the transaction-mode pooler: claims are
+//! The SQL of migrations 0004 and 0008 on its own, through the transaction-mode pooler: claims are
 //! exclusive under concurrency (also with several jobs on one stream), an expired lease is
 //! claimed again and fences its old holder out, a failed attempt comes back at its retry
-//! time, and only `service_role` may call the functions.
+//! time, many jobs settle in one statement each fenced on its claim, a workflow's events wait
+//! for its start to be recorded, and only `service_role` may call the functions.
 
 #![allow(clippy::unwrap_used, reason = "tests")]
 
@@ -270,21 +271,24 @@ async fn only_the_service_role_may_call_the_queue_functions() {
             .batch_execute(&format!("set role {role}"))
             .await
             .unwrap();
-        let error = client
-            .batch_execute("select * from api.claim_workflow_jobs('w', 1, interval '1 minute')")
-            .await
-            .unwrap_err();
-        assert_eq!(
-            error.code(),
-            Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE),
-            "{role}: {error}"
-        );
+        for call in [
+            "select * from api.claim_workflow_jobs('w', 1, interval '1 minute')",
+            "select * from api.settle_workflow_jobs('w', '[]')",
+        ] {
+            let error = client.batch_execute(call).await.unwrap_err();
+            assert_eq!(
+                error.code(),
+                Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE),
+                "{role}: {call}: {error}"
+            );
+        }
         client.batch_execute("reset role").await.unwrap();
     }
     client.batch_execute("set role service_role").await.unwrap();
     client
         .batch_execute(
             "select * from api.claim_workflow_jobs('w', 1, interval '1 minute');
+             select * from api.settle_workflow_jobs('w', '[]');
              select * from api.workflow_queue_depth();",
         )
         .await
@@ -298,5 +302,241 @@ async fn only_the_service_role_may_call_the_queue_functions() {
     assert!(
         message.contains("p_worker_id must not be empty"),
         "{message}"
+    );
+}
+
+/// Settles through `api.settle_workflow_jobs` as worker `w`: (job, attempt, settled, error).
+async fn settle(
+    client: &Client,
+    items: serde_json::Value,
+) -> Vec<(Uuid, i32, String, Option<String>)> {
+    client
+        .query_typed(
+            "select job_id, attempt, settled, error from api.settle_workflow_jobs('w', $1)",
+            &[(&items, Type::JSONB)],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1), row.get(2), row.get(3)))
+        .collect()
+}
+
+async fn job_status(client: &Client, job: Uuid) -> String {
+    client
+        .query_typed(
+            "select status from workflow_queue_projection where id = $1",
+            &[(&job, Type::UUID)],
+        )
+        .await
+        .unwrap()[0]
+        .get(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_statement_settles_many_jobs_each_fenced_and_a_refused_one_writes_nothing() {
+    let _turn = HEAVY.lock().await;
+    let env = Env::start().await;
+    let client = connect(&env.pooled_url).await;
+    for _ in 0..4 {
+        let organization = Uuid::new_v4();
+        emit(
+            &client,
+            organization,
+            ORGANIZATION_BOOTSTRAP_INITIATED,
+            &bootstrap_data(organization),
+        )
+        .await;
+    }
+    let jobs: Vec<Uuid> = claim(&client, "w", 10, 60_000)
+        .await
+        .into_iter()
+        .map(|(job, attempt)| {
+            assert_eq!(attempt, 1);
+            job
+        })
+        .collect();
+    let [started, retried, stale, refused] = jobs[..] else {
+        panic!("four jobs expected, got {jobs:?}");
+    };
+    let rows = settle(
+        &client,
+        json!([
+            {"job_id": started, "attempt": 1, "outcome": "complete",
+             "workflow_id": "wf-1", "workflow_run_id": "run-1", "existing_execution": false},
+            {"job_id": retried, "attempt": 1, "outcome": "fail",
+             "error_message": "temporal unavailable", "retry_after_ms": 60000},
+            // Another claim's attempt: fenced out.
+            {"job_id": stale, "attempt": 2, "outcome": "fail", "error_message": "late"},
+            // Refused by fail_workflow_job's own check.
+            {"job_id": refused, "attempt": 1, "outcome": "fail", "error_message": " "},
+        ]),
+    )
+    .await;
+    assert_eq!(rows.len(), 4, "{rows:?}");
+    let by_job = |job: Uuid| rows.iter().find(|row| row.0 == job).unwrap().clone();
+    assert_eq!(by_job(started), (started, 1, "done".to_owned(), None));
+    assert_eq!(by_job(retried), (retried, 1, "done".to_owned(), None));
+    assert_eq!(by_job(stale), (stale, 2, "fenced".to_owned(), None));
+    let (_, _, settled, error) = by_job(refused);
+    assert_eq!(settled, "refused");
+    assert!(
+        error
+            .as_deref()
+            .unwrap()
+            .contains("p_error_message must not be empty"),
+        "{error:?}"
+    );
+    assert_eq!(job_status(&client, started).await, "completed");
+    assert_eq!(job_status(&client, retried).await, "pending");
+    assert_eq!(job_status(&client, stale).await, "processing");
+    assert_eq!(job_status(&client, refused).await, "processing");
+    assert_eq!(count_events(&client, "workflow.queue.completed").await, 1);
+    assert_eq!(
+        count_events(&client, "organization.bootstrap.workflow_started").await,
+        1
+    );
+    assert_eq!(count_events(&client, "workflow.queue.failed").await, 1);
+
+    // The whole call is refused for what no element can fix.
+    for (items, named) in [
+        (json!({"job_id": started}), "must be a JSON array"),
+        (
+            json!([{"job_id": stale, "attempt": 1, "outcome": "explode"}]),
+            "",
+        ),
+    ] {
+        let result = client
+            .query_typed(
+                "select * from api.settle_workflow_jobs('w', $1)",
+                &[(&items, Type::JSONB)],
+            )
+            .await;
+        match named {
+            "" => {
+                let rows = result.unwrap();
+                assert_eq!(rows[0].get::<_, String>(2), "refused");
+                assert!(rows[0].get::<_, String>(3).contains("\"explode\""));
+            }
+            named => {
+                let error = result.unwrap_err();
+                assert!(
+                    error.as_db_error().unwrap().message().contains(named),
+                    "{error}"
+                );
+            }
+        }
+    }
+    let too_many: Vec<serde_json::Value> = (0..1001)
+        .map(|_| json!({"job_id": Uuid::new_v4(), "attempt": 1, "outcome": "fail", "error_message": "x"}))
+        .collect();
+    let error = client
+        .query_typed(
+            "select * from api.settle_workflow_jobs('w', $1)",
+            &[(&serde_json::Value::Array(too_many), Type::JSONB)],
+        )
+        .await
+        .unwrap_err();
+    let message = error.as_db_error().unwrap().message();
+    assert!(message.contains("at most 1000"), "{message}");
+}
+
+/// Appends an event to `stream` with `workflow_id` in its metadata, as OSP's activities do.
+async fn emit_as_workflow(
+    client: &Client,
+    stream: Uuid,
+    workflow_id: &str,
+) -> Result<Uuid, tokio_postgres::Error> {
+    let rows = client
+        .query_typed(
+            "select api.emit_domain_event($1, 'organization', 'organization.step.recorded', '{}'::jsonb, $2)",
+            &[
+                (&stream, Type::UUID),
+                (&json!({"workflow_id": workflow_id}), Type::JSONB),
+            ],
+        )
+        .await?;
+    Ok(rows[0].get(0))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workflows_event_waits_until_the_bridge_has_recorded_its_start() {
+    let _turn = HEAVY.lock().await;
+    let env = Env::start().await;
+    let client = connect(&env.pooled_url).await;
+    let organization = Uuid::new_v4();
+    emit(
+        &client,
+        organization,
+        ORGANIZATION_BOOTSTRAP_INITIATED,
+        &bootstrap_data(organization),
+    )
+    .await;
+    let workflow_id: String = client
+        .query_typed(
+            "select workflow_id from workflow_queue_projection where stream_id = $1",
+            &[(&organization, Type::UUID)],
+        )
+        .await
+        .unwrap()[0]
+        .get(0);
+    let refused = |error: tokio_postgres::Error| {
+        let db = error.as_db_error().unwrap().clone();
+        assert_eq!(db.code().code(), "OSP01", "{db}");
+        assert!(db.message().contains(&workflow_id), "{}", db.message());
+    };
+    // Pending, then claimed: the workflow's event is refused, and nothing is appended.
+    refused(
+        emit_as_workflow(&client, organization, &workflow_id)
+            .await
+            .unwrap_err(),
+    );
+    let [(job, 1)] = claim(&client, "w", 10, 60_000).await[..] else {
+        panic!("one job expected");
+    };
+    refused(
+        emit_as_workflow(&client, organization, &workflow_id)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(count_events(&client, "organization.step.recorded").await, 0);
+    // Another workflow's event, and one without a workflow, are not held back.
+    emit_as_workflow(&client, organization, "someone-else")
+        .await
+        .unwrap();
+    emit(&client, organization, "organization.note.added", &json!({})).await;
+
+    let rows = settle(
+        &client,
+        json!([{"job_id": job, "attempt": 1, "outcome": "complete",
+                "workflow_id": workflow_id, "workflow_run_id": "run-1"}]),
+    )
+    .await;
+    assert_eq!(rows[0].2, "done");
+    emit_as_workflow(&client, organization, &workflow_id)
+        .await
+        .unwrap();
+    let order: Vec<String> = client
+        .query_typed(
+            "select event_type from domain_events where stream_id = $1 order by stream_version",
+            &[(&organization, Type::UUID)],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(
+        order,
+        [
+            "organization.bootstrap.initiated",
+            "workflow.queue.pending",
+            "workflow.queue.claimed",
+            "organization.step.recorded",
+            "organization.note.added",
+            "organization.bootstrap.workflow_started",
+            "workflow.queue.completed",
+            "organization.step.recorded",
+        ]
     );
 }

@@ -17,9 +17,13 @@ pub const OSP_BRIDGE_ID: Key = Key::new("OSP_BRIDGE_ID", "bridge.id").or("osp-br
 /// Jobs claimed per statement; default 100.
 pub const OSP_BRIDGE_BATCH_SIZE: Key =
     Key::new("OSP_BRIDGE_BATCH_SIZE", "bridge.batch_size").or("100");
-/// Dispatches (workflow starts) in flight at once; default 8.
+/// Dispatches (workflow starts) in flight at once; default 32.
 pub const OSP_BRIDGE_MAX_IN_FLIGHT: Key =
-    Key::new("OSP_BRIDGE_MAX_IN_FLIGHT", "bridge.max_in_flight").or("8");
+    Key::new("OSP_BRIDGE_MAX_IN_FLIGHT", "bridge.max_in_flight").or("32");
+/// The bridge's pool when `OSP_DATABASE_POOL_SIZE` is not set: one connection each for the
+/// claim loop, the settlements and the queue-depth gauge, and one to spare. No start holds
+/// a connection, so the pool does not grow with the starts in flight.
+pub const BRIDGE_POOL_SIZE: usize = 4;
 /// Seconds a claim holds a job before another bridge may take it over; default 60.
 pub const OSP_BRIDGE_LEASE_SECONDS: Key =
     Key::new("OSP_BRIDGE_LEASE_SECONDS", "bridge.lease_seconds").or("60");
@@ -111,8 +115,8 @@ pub struct BridgeSettings {
     pub realtime: bool,
     /// After SIGTERM, how long in-flight dispatches may take before they are released.
     pub shutdown_grace: Duration,
-    /// Connections in the bridge's database pool: one per dispatch in flight, plus claims
-    /// and probes. Default `max_in_flight + 4`.
+    /// Connections in the bridge's database pool: claims, settlements, the depth gauge.
+    /// Default [`BRIDGE_POOL_SIZE`].
     pub database_pool_size: usize,
 }
 
@@ -263,7 +267,7 @@ impl BridgeSettings {
             shutdown_grace: Duration::from_secs(grace?),
             database_pool_size: match pool? {
                 Some(pool) => as_usize(pool),
-                None => as_usize(max_in_flight?).saturating_add(4),
+                None => BRIDGE_POOL_SIZE,
             },
         };
         consistent.then_some(settings)
@@ -295,7 +299,7 @@ mod tests {
             BridgeSettings {
                 id: "osp-bridge".into(),
                 batch_size: 100,
-                max_in_flight: 8,
+                max_in_flight: 32,
                 lease: Duration::from_secs(60),
                 max_attempts: 10,
                 retry_initial: Duration::from_secs(1),
@@ -305,15 +309,15 @@ mod tests {
                 max_payload_bytes: 256 * 1024,
                 realtime: false,
                 shutdown_grace: Duration::from_secs(30),
-                database_pool_size: 12,
+                database_pool_size: 4,
             }
         );
         assert_eq!(
             bridge.to_string(),
-            "id=osp-bridge batch_size=100 max_in_flight=8 lease_seconds=60 max_attempts=10 \
+            "id=osp-bridge batch_size=100 max_in_flight=32 lease_seconds=60 max_attempts=10 \
              retry_initial_ms=1000 retry_max_ms=60000 sweep_interval_ms=15000 \
              fallback_sweep_interval_ms=1000 max_payload_bytes=262144 realtime=false \
-             database.pool_size=12 shutdown.grace_seconds=30"
+             database.pool_size=4 shutdown.grace_seconds=30"
         );
     }
 

@@ -958,10 +958,10 @@ fn programs_read_only_what_they_need() {
          temporal.grpc_compression=none temporal.api_key=none temporal.tls=off database.url=postgres://db database.listen_url=postgres://db \
          supabase=none health.enabled=true health.port=8080 log.format=json log.filter=info \
          telemetry.otlp_endpoint=none bridge.id=osp-bridge bridge.batch_size=100 \
-         bridge.max_in_flight=8 bridge.lease_seconds=60 bridge.max_attempts=10 \
+         bridge.max_in_flight=32 bridge.lease_seconds=60 bridge.max_attempts=10 \
          bridge.retry_initial_ms=1000 bridge.retry_max_ms=60000 bridge.sweep_interval_ms=15000 \
          bridge.fallback_sweep_interval_ms=1000 bridge.max_payload_bytes=262144 \
-         bridge.realtime=false database.pool_size=12 shutdown.grace_seconds=30"
+         bridge.realtime=false database.pool_size=4 shutdown.grace_seconds=30"
     );
     let err = load_exact(&[], &[], BridgeConfig::load).unwrap_err();
     let keys: Vec<&str> = err.problems.iter().map(|p| p.key.as_str()).collect();

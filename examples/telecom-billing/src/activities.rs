@@ -1,7 +1,10 @@
 //! The service's activities, over OSP's database pool: each writes the service's own tables
 //! and tells what happened as a domain event on the account's stream (`osp_activities::events`)
-//! in the same transaction, so a retry writes nothing twice. Failures are classified once,
-//! by OSP's `Failure` (bad input is not retried, a lost connection is).
+//! in the same transaction, so a retry writes nothing twice. Each event names its workflow
+//! (`from_activity`), so it comes after the bridge's started event on the stream, and each
+//! transaction runs under `events::when_started`, which makes it again while that start is
+//! being recorded. Failures are classified once, by OSP's `Failure` (bad input is not
+//! retried, a lost connection is).
 
 use std::sync::Arc;
 
@@ -31,7 +34,11 @@ impl BillingActivities {
         Self { pool }
     }
 
-    async fn calculate(&self, request: BillingRequest) -> Result<Invoice, Failure> {
+    async fn calculate(
+        &self,
+        ctx: &ActivityContext,
+        request: BillingRequest,
+    ) -> Result<Invoice, Failure> {
         if request.period.trim().is_empty() || request.usage.is_empty() {
             return Err(Failure::new(
                 types::INVALID_INPUT,
@@ -107,7 +114,8 @@ impl BillingActivities {
             "invoice.calculated",
             json!({"invoice_id": invoice_id, "period": request.period, "total_cents": total_cents}),
         )
-        .idempotency_key(format!("invoice.calculated:{invoice_id}"));
+        .idempotency_key(format!("invoice.calculated:{invoice_id}"))
+        .from_activity(ctx);
         events::append(&*transaction, &event).await?;
         transaction.commit().await?;
         Ok(Invoice {
@@ -119,7 +127,7 @@ impl BillingActivities {
         })
     }
 
-    async fn send(&self, invoice: Invoice) -> Result<String, Failure> {
+    async fn send(&self, ctx: &ActivityContext, invoice: Invoice) -> Result<String, Failure> {
         // The example's "delivery" is the log line and the event; a real service would call
         // its mailer here (OSP's `osp_activities::email::Mailer` is one).
         tracing::info!(invoice_id = %invoice.invoice_id, to = %invoice.email, total_cents = invoice.total_cents, "invoice sent");
@@ -138,13 +146,18 @@ impl BillingActivities {
             "invoice.sent",
             json!({"invoice_id": invoice.invoice_id, "sent_to": invoice.email}),
         )
-        .idempotency_key(format!("invoice.sent:{}", invoice.invoice_id));
+        .idempotency_key(format!("invoice.sent:{}", invoice.invoice_id))
+        .from_activity(ctx);
         events::append(&*transaction, &event).await?;
         transaction.commit().await?;
         Ok(invoice.email)
     }
 
-    async fn record_payment(&self, payment: PaymentRequest) -> Result<PaymentRequest, Failure> {
+    async fn record_payment(
+        &self,
+        ctx: &ActivityContext,
+        payment: PaymentRequest,
+    ) -> Result<PaymentRequest, Failure> {
         if payment.amount_cents <= 0 || payment.payment_ref.trim().is_empty() {
             return Err(Failure::new(
                 types::INVALID_INPUT,
@@ -177,13 +190,18 @@ impl BillingActivities {
             "payment.processed",
             json!({"invoice_id": payment.invoice_id, "payment_ref": payment.payment_ref, "amount_cents": payment.amount_cents}),
         )
-        .idempotency_key(format!("payment.processed:{}", payment.payment_ref));
+        .idempotency_key(format!("payment.processed:{}", payment.payment_ref))
+        .from_activity(ctx);
         events::append(&*transaction, &event).await?;
         transaction.commit().await?;
         Ok(payment)
     }
 
-    async fn settle(&self, payment: PaymentRequest) -> Result<AccountBalance, Failure> {
+    async fn settle(
+        &self,
+        ctx: &ActivityContext,
+        payment: PaymentRequest,
+    ) -> Result<AccountBalance, Failure> {
         let mut client = self.pool.get().await?;
         let transaction = client.transaction().await?;
         // The payment's `applied` flag is the once-only guard: a retry finds it set and
@@ -219,7 +237,8 @@ impl BillingActivities {
             "account.updated",
             json!({"payment_ref": payment.payment_ref, "balance_cents": balance_cents}),
         )
-        .idempotency_key(format!("account.updated:{}", payment.payment_ref));
+        .idempotency_key(format!("account.updated:{}", payment.payment_ref))
+        .from_activity(ctx);
         events::append(&*transaction, &event).await?;
         transaction.commit().await?;
         Ok(AccountBalance {
@@ -236,20 +255,20 @@ impl BillingActivities {
     #[activity(name = "calculateCharges")]
     pub async fn calculate_charges(
         self: Arc<Self>,
-        _ctx: ActivityContext,
+        ctx: ActivityContext,
         request: BillingRequest,
     ) -> Result<Invoice, ActivityError> {
-        into_activity(self.calculate(request).await)
+        into_activity(events::when_started(|| self.calculate(&ctx, request.clone())).await)
     }
 
     /// Sends the invoice; emits `invoice.sent`. Returns the address.
     #[activity(name = "sendInvoice")]
     pub async fn send_invoice(
         self: Arc<Self>,
-        _ctx: ActivityContext,
+        ctx: ActivityContext,
         invoice: Invoice,
     ) -> Result<String, ActivityError> {
-        into_activity(self.send(invoice).await)
+        into_activity(events::when_started(|| self.send(&ctx, invoice.clone())).await)
     }
 
     /// Records the payment (once per reference) and marks its invoice paid; emits
@@ -257,10 +276,10 @@ impl BillingActivities {
     #[activity(name = "processPayment")]
     pub async fn process_payment(
         self: Arc<Self>,
-        _ctx: ActivityContext,
+        ctx: ActivityContext,
         payment: PaymentRequest,
     ) -> Result<PaymentRequest, ActivityError> {
-        into_activity(self.record_payment(payment).await)
+        into_activity(events::when_started(|| self.record_payment(&ctx, payment.clone())).await)
     }
 
     /// Takes the payment off the account's balance (once per reference); emits
@@ -268,9 +287,9 @@ impl BillingActivities {
     #[activity(name = "updateAccount")]
     pub async fn update_account(
         self: Arc<Self>,
-        _ctx: ActivityContext,
+        ctx: ActivityContext,
         payment: PaymentRequest,
     ) -> Result<AccountBalance, ActivityError> {
-        into_activity(self.settle(payment).await)
+        into_activity(events::when_started(|| self.settle(&ctx, payment.clone())).await)
     }
 }

@@ -1,7 +1,7 @@
-//! The bridge scenario: the real `osp-bridge` binary, three ways (LISTEN on a direct
+//! The bridge scenario: the real `osp-bridge` binary, four ways (LISTEN on a direct
 //! connection; sweeps only, LISTEN pointed at the transaction-mode PgBouncer where
 //! notifications never arrive; queries through PgBouncer with LISTEN direct, the Supabase
-//! shape). Each run first drains a backlog queued before it started (its sustained
+//! shape; two bridges on the same queue, LISTEN direct). Each run first drains a backlog queued before it started (its sustained
 //! throughput), then takes bootstrap events emitted at a fixed rate R for T seconds (its
 //! latency). Latencies come from the database's and Temporal's own timestamps; the baseline
 //! is the same start request sent straight to Temporal at the same rate in the same run.
@@ -49,23 +49,35 @@ struct Variant {
     pooled: bool,
     /// Where `LISTEN_DATABASE_URL` points: the pooler means no notification ever arrives.
     listen_through_pooler: bool,
+    /// Bridge processes on the same queue.
+    bridges: usize,
 }
 
-const VARIANTS: [Variant; 3] = [
+const VARIANTS: [Variant; 4] = [
     Variant {
         name: "listen",
         pooled: false,
         listen_through_pooler: false,
+        bridges: 1,
     },
     Variant {
         name: "sweeps",
         pooled: false,
         listen_through_pooler: true,
+        bridges: 1,
     },
     Variant {
         name: "pgbouncer",
         pooled: true,
         listen_through_pooler: false,
+        bridges: 1,
+    },
+    // Whether a second bridge adds throughput while the database has room.
+    Variant {
+        name: "two-bridges",
+        pooled: false,
+        listen_through_pooler: false,
+        bridges: 2,
     },
 ];
 
@@ -126,6 +138,8 @@ pub struct Paced {
 #[derive(Debug, Clone, Serialize)]
 pub struct VariantResults {
     pub variant: &'static str,
+    /// Bridge processes sharing the queue.
+    pub bridges: usize,
     pub database_url: &'static str,
     pub listen_database_url: &'static str,
     pub ready_ms: f64,
@@ -135,8 +149,10 @@ pub struct VariantResults {
     pub raw_before_drain: LoopFigures,
     pub drain: Drain,
     pub paced: Paced,
-    /// Bridge CPU from ready to the end of the paced phase, per workflow started, in ms.
+    /// Bridge CPU (all its processes) from ready to the end of the paced phase, per
+    /// workflow started, in ms.
     pub cpu_ms_per_start: f64,
+    /// The largest peak RSS of its processes.
     pub peak_rss_mib: f64,
 }
 
@@ -495,21 +511,29 @@ async fn run_variant(
     )
     .await;
 
-    let log = stack
-        .postgres
-        .root_dir()
-        .join(format!("bench-bridge-{}.log", variant.name));
-    let (mut bridge, ready) = start_measured(binary, &env, &log).await?;
-    let pid = bridge
-        .pid()
-        .ok_or_else(|| BenchError::Failed("the bridge has no pid".to_owned()))?;
-    let at_ready = usage(pid)?;
-    progress!(
-        "bridge {}: ready in {} ms (pid {pid}, log {}); draining the backlog",
-        variant.name,
-        ready.as_millis(),
-        log.display()
-    );
+    let mut bridges = Vec::new();
+    let mut ready = Duration::ZERO;
+    let mut at_ready = 0.0;
+    for index in 0..variant.bridges {
+        let log = stack
+            .postgres
+            .root_dir()
+            .join(format!("bench-bridge-{}-{index}.log", variant.name));
+        let (bridge, ready_after) = start_measured(binary, &env, &log).await?;
+        let pid = bridge
+            .pid()
+            .ok_or_else(|| BenchError::Failed("the bridge has no pid".to_owned()))?;
+        at_ready += usage(pid)?.cpu_seconds;
+        ready = ready.max(ready_after);
+        progress!(
+            "bridge {}: process {index} ready in {} ms (pid {pid}, log {})",
+            variant.name,
+            ready_after.as_millis(),
+            log.display()
+        );
+        bridges.push((bridge, pid));
+    }
+    progress!("bridge {}: draining the backlog", variant.name);
     let (drained, drain_failed) = observer.wait_settled(&backlog).await?;
     let backlog_times = observer.times(&backlog).await?;
     let starts: Vec<f64> = backlog_times.values().filter_map(|t| t.started).collect();
@@ -535,12 +559,21 @@ async fn run_variant(
     );
 
     let paced = paced(observer, emitter, client, variant, rate, options.seconds).await;
-    let after = usage(pid)?;
-    stop(&mut bridge, variant.name).await;
+    let mut cpu_after = 0.0;
+    let mut peak_rss_kib = 0;
+    for (_, pid) in &bridges {
+        let after = usage(*pid)?;
+        cpu_after += after.cpu_seconds;
+        peak_rss_kib = peak_rss_kib.max(after.peak_rss_kib);
+    }
+    for (bridge, _) in &mut bridges {
+        stop(bridge, variant.name).await;
+    }
     let paced = paced?;
     let starts_total = (drain.started + paced.started).max(1);
     Ok(VariantResults {
         variant: variant.name,
+        bridges: variant.bridges,
         database_url: if variant.pooled {
             "pgbouncer"
         } else {
@@ -555,8 +588,8 @@ async fn run_variant(
         raw_before_drain,
         drain,
         paced,
-        cpu_ms_per_start: (after.cpu_seconds - at_ready.cpu_seconds) * 1000.0 / starts_total as f64,
-        peak_rss_mib: after.peak_rss_kib as f64 / 1024.0,
+        cpu_ms_per_start: (cpu_after - at_ready) * 1000.0 / starts_total as f64,
+        peak_rss_mib: peak_rss_kib as f64 / 1024.0,
     })
 }
 

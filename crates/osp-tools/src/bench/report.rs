@@ -212,10 +212,15 @@ pub fn markdown(results: &Results, options: &Options, info: &RunInfo) -> String 
         for v in &b.variants {
             let _ = writeln!(
                 out,
-                "| bridge: {} (DATABASE_URL {}, LISTEN {}) | {:.1} ({:.1}) | {:.1} | {} | {} | {:.0} | {:.2} | {:.1} |",
+                "| bridge: {} (DATABASE_URL {}, LISTEN {}{}) | {:.1} ({:.1}) | {:.1} | {} | {} | {:.0} | {:.2} | {:.1} |",
                 v.variant,
                 v.database_url,
                 v.listen_database_url,
+                if v.bridges > 1 {
+                    format!(", {} processes", v.bridges)
+                } else {
+                    String::new()
+                },
                 v.drain.throughput,
                 v.raw_before_drain.throughput,
                 v.paced.throughput,
@@ -252,6 +257,22 @@ pub fn markdown(results: &Results, options: &Options, info: &RunInfo) -> String 
             .collect();
         if !failures.is_empty() {
             let _ = writeln!(out, "\nIncomplete: {}.", failures.join("; "));
+        }
+        let drain_of = |name: &str| {
+            b.variants
+                .iter()
+                .find(|v| v.variant == name)
+                .map(|v| (v.drain.throughput, v.raw_before_drain.throughput))
+        };
+        if let (Some((one, one_raw)), Some((two, two_raw))) =
+            (drain_of("listen"), drain_of("two-bridges"))
+            && one > 0.0
+        {
+            let _ = writeln!(
+                out,
+                "\nTwo bridges on one queue drained {two:.1} starts/s against one bridge's {one:.1}/s (x{:.2}; raw start rate {two_raw:.1}/s and {one_raw:.1}/s just before each).",
+                two / one
+            );
         }
         if let Some(v) = b.variants.first()
             && let (Some(t), Some(c)) = (
