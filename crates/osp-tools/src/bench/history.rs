@@ -1,13 +1,14 @@
 //! The history scenario: the same operations on an empty store and on one loaded with a
 //! realistic history (by default 1,000,000 domain events and 100,000 finished jobs), in the
 //! same run on the same server, so the ratio says what history alone costs. The history is
-//! generated on the server through the schema's own functions (`api.emit_domain_event`,
-//! `api.claim_workflow_jobs`, `api.complete_workflow_job`), a few large statements per
-//! chunk: the guards refuse direct inserts even for the owner, and no round trip is made per
-//! event. Measured operations, one at a time on one direct connection: a client's emit of a
-//! bootstrap request (routed, so it enqueues a job), a claim of one job, its settlement
+//! generated on the server set-based (`load`): the rows the schema's functions would have
+//! written, in a few statements, checked against those functions by `load`'s test. Measured
+//! operations, one at a time on one direct connection: a client's emit of a bootstrap
+//! request (routed, so it enqueues a job), a claim of one job, its settlement
 //! (`complete_workflow_job`: the started and completed events), and the emits a bootstrap's
 //! activities make with their idempotency keys, as the activities make them.
+
+mod load;
 
 use std::time::Instant;
 
@@ -25,21 +26,12 @@ use uuid::Uuid;
 use super::ceiling::bootstrap_input;
 use super::stats::{Summary, summarize};
 use super::{BenchError, Options, progress};
-use osp_stack::{Stack, error_chain};
+use load::{EVENTS_PER_EXTRA_STREAM, EVENTS_PER_JOB, WORKER_ID};
+use osp_stack::{Postgres, Stack, error_chain};
 
-/// Events on the stream of one finished bootstrap job: initiated, pending, claimed,
-/// workflow_started, completed, and the five activity events.
-pub const EVENTS_PER_JOB: usize = 10;
-/// Events per stream of the history beyond the jobs' streams.
-const EVENTS_PER_EXTRA_STREAM: usize = 10;
-/// Streams generated per statement while loading: large enough that the statements, not
-/// the round trips, take the time; small enough to report progress.
-const LOAD_CHUNK: usize = 5_000;
 /// Operations per store before switching to the other store: the stores alternate, so a
 /// change in the machine's load hits both alike.
 const BLOCK: usize = 250;
-/// The worker id of every claim in this scenario.
-const WORKER_ID: &str = "osp-bench-history";
 /// The two databases, on the one PostgreSQL of the stack.
 const EMPTY_DB: &str = "osp_bench_empty";
 const LOADED_DB: &str = "osp_bench_history";
@@ -60,15 +52,13 @@ pub struct Load {
     /// Finished (completed) jobs after loading (counted).
     pub completed_jobs: i64,
     pub streams: i64,
-    /// Routed bootstrap requests (`organization.bootstrap.initiated`, which enqueue a job).
-    pub initiated_seconds: f64,
-    /// Claims and completions in batches of 1,000.
-    pub settle_seconds: f64,
-    /// The five activity events per job, with idempotency keys.
-    pub activity_seconds: f64,
+    /// The job streams' events, set-based.
+    pub events_seconds: f64,
     /// Plain events on streams of their own, when --history-events asks for more than the
     /// jobs' streams hold.
     pub extra_seconds: f64,
+    /// The stream counters and the projections, set-based, and the commit.
+    pub projections_seconds: f64,
     /// `VACUUM (ANALYZE)` of both stores afterwards, as autovacuum would have by then.
     pub vacuum_seconds: f64,
     /// All of it, vacuum included.
@@ -200,193 +190,19 @@ pub fn plan(events: usize, jobs: usize) -> Result<(usize, usize), String> {
     Ok((jobs, extra.div_ceil(EVENTS_PER_EXTRA_STREAM)))
 }
 
-/// A generated stream's id: the same `n` always names the same stream.
-const STREAM_ID: &str = "md5('osp-bench-history/' || n)::uuid";
-
-/// The activity metadata of a generated stream's event `$type`, as `platform.rs` writes it.
-fn activity_metadata(event_type: &str, activity_type: &str, discriminator: &str) -> String {
-    format!(
-        "jsonb_build_object(
-            'idempotency_key', 'org-bootstrap-' || id || '/history-' || id || '/{event_type}'{discriminator},
-            'workflow_id', 'org-bootstrap-' || id,
-            'workflow_run_id', 'history-' || id,
-            'activity_type', '{activity_type}',
-            'correlation_id', 'org-bootstrap-' || id)"
-    )
-}
-
-/// One statement per activity event type over the streams `n` in `$1..=$2`, each through
-/// `api.emit_domain_event`'s aggregate shape, as the activities call it.
-fn activity_statements() -> Vec<String> {
-    let invitation = "md5('osp-bench-history-invitation/' || n)::uuid";
-    let steps = [
-        (
-            ORGANIZATION_CREATED,
-            "createOrganization",
-            "jsonb_build_object('organization_id', id, 'name', 'History Organization ' || n,
-                                'subdomain', 'hist-' || n, 'plan', 'pro')"
-                .to_owned(),
-            "",
-        ),
-        (
-            ORGANIZATION_DNS_CONFIGURED,
-            "configureDns",
-            "jsonb_build_object('dns_record', 'hist-' || n || '.osp.example',
-                                'record_id', 'rec-' || n, 'provider', 'mock')"
-                .to_owned(),
-            "",
-        ),
-        (
-            USER_INVITED,
-            "inviteUser",
-            format!(
-                "jsonb_build_object('invitation_id', {invitation}, 'email', 'admin' || n || '@history.example',
-                                    'name', 'History Admin ' || n, 'role', 'admin')"
-            ),
-            " || '/' || inv",
-        ),
-        (
-            INVITATION_EMAIL_SENT,
-            "sendInvitationEmail",
-            "jsonb_build_object('invitation_id', inv, 'email', 'admin' || n || '@history.example')"
-                .to_owned(),
-            " || '/' || inv",
-        ),
-        (
-            ORGANIZATION_BOOTSTRAP_COMPLETED,
-            "completeBootstrap",
-            "jsonb_build_object('dns_record', 'hist-' || n || '.osp.example',
-                                'invitations', jsonb_build_array(inv))"
-                .to_owned(),
-            "",
-        ),
-    ];
-    steps
-        .iter()
-        .map(|(event_type, activity, data, discriminator)| {
-            format!(
-                "select count(api.emit_domain_event('{event_type}'::text, '{ORGANIZATION_STREAM}'::text, id, {data}, {}))
-                 from (select n, {STREAM_ID} as id, {invitation} as inv
-                       from generate_series($1::int8, $2::int8) n) s",
-                activity_metadata(event_type, activity, discriminator)
-            )
-        })
-        .collect()
-}
-
-/// Routed bootstrap requests on streams `$1..=$2`: each enqueues a job.
-fn initiated_statement() -> String {
-    format!(
-        "select count(api.emit_domain_event(id, '{ORGANIZATION_STREAM}'::text, '{ORGANIZATION_BOOTSTRAP_INITIATED}'::text,
-                 jsonb_build_object('organization_id', id, 'name', 'History Organization ' || n,
-                                    'subdomain', 'hist-' || n,
-                                    'admin_users', jsonb_build_array(jsonb_build_object(
-                                        'email', 'admin' || n || '@history.example',
-                                        'name', 'History Admin ' || n)),
-                                    'plan', 'pro'),
-                 '{{}}'::jsonb))
-         from (select n, {STREAM_ID} as id from generate_series($1::int8, $2::int8) n) s"
-    )
-}
-
-/// Claims up to 1,000 pending jobs and completes each, as the bridge does once Temporal
-/// acknowledged the start: `(claimed, completed)`.
-const SETTLE_BATCH: &str = "select count(*), count(*) filter (where ok)
-     from (select api.complete_workflow_job(c.job_id, 'osp-bench-history', c.attempts, c.workflow_id,
-                                            'history-' || c.stream_id::text) as ok
-           from api.claim_workflow_jobs('osp-bench-history', 1000, interval '1 hour') c) x";
-
-/// Plain keyed events `k` in `$1..$2` (exclusive), ten to a stream, on streams numbered
-/// after the jobs' (offset `$3`).
-const EXTRA_STATEMENT: &str = "select count(api.emit_domain_event(
-         md5('osp-bench-history/' || ($3::int8 + k / 10))::uuid, 'ledger'::text, 'ledger.entry.recorded'::text,
-         jsonb_build_object('entry', k, 'amount_cents', (k * 7919) % 100000, 'currency', 'EUR',
-                            'memo', 'history entry ' || k || ' for account ' || ($3::int8 + k / 10)),
-         jsonb_build_object('idempotency_key', 'ledger-entry-' || k, 'source', 'osp-bench')))
-     from generate_series($1::int8, $2::int8 - 1) k";
-
-/// The first two `bigint` columns of `sql`'s one row (the first twice when there is one).
-async fn count_pair(
-    db: &tokio_postgres::Client,
-    sql: &str,
-    params: &[(&(dyn tokio_postgres::types::ToSql + Sync), Type)],
-) -> Result<(i64, i64), BenchError> {
-    let rows = db.query_typed(sql, params).await?;
-    Ok(rows.first().map_or((0, 0), |row| {
-        let first: i64 = row.get(0);
-        let second = if row.len() > 1 { row.get(1) } else { first };
-        (first, second)
-    }))
-}
-
 /// Loads the history into `db` and vacuums both stores.
-async fn load(
-    db: &tokio_postgres::Client,
+async fn load_and_vacuum(
+    db: &mut tokio_postgres::Client,
     empty: &tokio_postgres::Client,
     jobs: usize,
     extra_events: usize,
 ) -> Result<Load, BenchError> {
     let started = Instant::now();
-    // One session, large statements: nothing to lose if the throwaway server crashes.
+    // Nothing to lose if the throwaway server crashes.
     db.batch_execute("set synchronous_commit = off").await?;
-    let initiated_sql = initiated_statement();
-    let activity_sql = activity_statements();
-    let (mut initiated_seconds, mut settle_seconds, mut activity_seconds) = (0.0, 0.0, 0.0);
     let jobs = i64::try_from(jobs).unwrap_or(i64::MAX);
-    let chunk = LOAD_CHUNK as i64;
-    let mut from = 1_i64;
-    while from <= jobs {
-        let to = (from + chunk - 1).min(jobs);
-        let clock = Instant::now();
-        count_pair(
-            db,
-            &initiated_sql,
-            &[(&from, Type::INT8), (&to, Type::INT8)],
-        )
-        .await?;
-        initiated_seconds += clock.elapsed().as_secs_f64();
-        let clock = Instant::now();
-        loop {
-            let (claimed, completed) = count_pair(db, SETTLE_BATCH, &[]).await?;
-            if claimed != completed {
-                return Err(BenchError::Failed(format!(
-                    "history: {completed} of {claimed} claimed jobs completed"
-                )));
-            }
-            if claimed == 0 {
-                break;
-            }
-        }
-        settle_seconds += clock.elapsed().as_secs_f64();
-        let clock = Instant::now();
-        for sql in &activity_sql {
-            count_pair(db, sql, &[(&from, Type::INT8), (&to, Type::INT8)]).await?;
-        }
-        activity_seconds += clock.elapsed().as_secs_f64();
-        progress!(
-            "history: {to} of {jobs} finished jobs loaded ({:.0} s)",
-            started.elapsed().as_secs_f64()
-        );
-        from = to + 1;
-    }
-    let clock = Instant::now();
     let extra = i64::try_from(extra_events).unwrap_or(i64::MAX);
-    let step = chunk * EVENTS_PER_EXTRA_STREAM as i64;
-    let mut k = 0_i64;
-    while k < extra {
-        let end = (k + step).min(extra);
-        // Streams after the jobs' own, so no number names two streams.
-        let offset = jobs + 1;
-        count_pair(
-            db,
-            EXTRA_STATEMENT,
-            &[(&k, Type::INT8), (&end, Type::INT8), (&offset, Type::INT8)],
-        )
-        .await?;
-        progress!("history: {end} of {extra} further events loaded");
-        k = end;
-    }
-    let extra_seconds = clock.elapsed().as_secs_f64();
+    let timings = load::fast(db, jobs, extra).await?;
     let clock = Instant::now();
     let vacuum = format!("vacuum (analyze) {}", RELATIONS.join(", "));
     db.batch_execute(&vacuum).await?;
@@ -408,10 +224,9 @@ async fn load(
         events,
         completed_jobs,
         streams,
-        initiated_seconds,
-        settle_seconds,
-        activity_seconds,
-        extra_seconds,
+        events_seconds: timings.events_seconds,
+        extra_seconds: timings.extra_seconds,
+        projections_seconds: timings.projections_seconds,
         vacuum_seconds,
         seconds,
         events_per_second: events as f64 / (seconds - vacuum_seconds).max(1e-9),
@@ -744,13 +559,13 @@ pub async fn run(stack: &Stack, options: &Options) -> Result<HistoryResults, Ben
     let (jobs, extra_streams) =
         plan(options.history_events, options.history_jobs).map_err(BenchError::Failed)?;
     let extra_events = options.history_events - jobs * EVENTS_PER_JOB;
-    let mut empty = prepare(stack, EMPTY_DB).await?;
-    let mut loaded = prepare(stack, LOADED_DB).await?;
+    let mut empty = prepare(&stack.postgres, EMPTY_DB).await?;
+    let mut loaded = prepare(&stack.postgres, LOADED_DB).await?;
     progress!(
         "history: loading {} events ({jobs} finished bootstrap jobs, {extra_events} further events on {extra_streams} streams)",
         options.history_events
     );
-    let load = load(&loaded, &empty, jobs, extra_events).await?;
+    let load = load_and_vacuum(&mut loaded, &empty, jobs, extra_events).await?;
     progress!(
         "history: loaded {} events, {} finished jobs in {:.0} s ({:.0} events/s, vacuum {:.0} s)",
         load.events,
@@ -815,9 +630,10 @@ pub async fn run(stack: &Stack, options: &Options) -> Result<HistoryResults, Ben
     })
 }
 
-/// A fresh, migrated database named `name`, connected directly (no pooler in between).
-async fn prepare(stack: &Stack, name: &str) -> Result<tokio_postgres::Client, BenchError> {
-    let url = stack.postgres.create_database(name).await?;
+/// A fresh, migrated database named `name`, connected directly (no pooler in between) as
+/// the superuser, whom the loader needs.
+async fn prepare(postgres: &Postgres, name: &str) -> Result<tokio_postgres::Client, BenchError> {
+    let url = postgres.create_database(name).await?;
     let mut db = osp_activities::db::connect(&url).await?;
     osp_activities::migrate(&mut db)
         .await

@@ -315,13 +315,12 @@ fn history_section(out: &mut String, h: &HistoryResults) {
     );
     let _ = writeln!(
         out,
-        "Loaded on the server through `api.emit_domain_event`, `api.claim_workflow_jobs` and `api.complete_workflow_job` in {:.0} s ({:.0} events/s): routed bootstrap requests {:.0} s, claims and completions {:.0} s, the five activity events per job {:.0} s, further events {:.0} s, then `VACUUM (ANALYZE)` of both stores {:.0} s. {} streams. Then {} bootstraps on each store, in blocks of the same size alternating between the stores, one operation at a time on one direct connection: a client's emit of `organization.bootstrap.initiated` (routed: it enqueues a job), a claim of one job, its settlement (`api.complete_workflow_job`: the started and completed events), and each activity's emit as the activities make it (own transaction, statement bounds, idempotency key), with the email step's idempotency lookup and a retried emit whose key exists. The empty store holds only what the measurements write. Ratio: loaded / empty; ✓ within 10 %.\n",
+        "Generated on the server set-based, the rows `api.emit_domain_event`, `api.claim_workflow_jobs`, `api.complete_workflow_job` and their triggers would have written, in {:.1} s ({:.0} events/s): the job streams' events {:.1} s, further events {:.1} s, stream counters and projections {:.1} s, then `VACUUM (ANALYZE)` of both stores {:.1} s. {} streams. Then {} bootstraps on each store, in blocks of the same size alternating between the stores, one operation at a time on one direct connection: a client's emit of `organization.bootstrap.initiated` (routed: it enqueues a job), a claim of one job, its settlement (`api.complete_workflow_job`: the started and completed events), and each activity's emit as the activities make it (own transaction, statement bounds, idempotency key), with the email step's idempotency lookup and a retried emit whose key exists. The empty store holds only what the measurements write. Ratio: loaded / empty; ✓ within 10 %.\n",
         l.seconds,
         l.events_per_second,
-        l.initiated_seconds,
-        l.settle_seconds,
-        l.activity_seconds,
+        l.events_seconds,
         l.extra_seconds,
+        l.projections_seconds,
         l.vacuum_seconds,
         l.streams,
         h.samples,
