@@ -35,12 +35,13 @@ fn main() -> ExitCode {
         "run" => match WorkerConfig::load(&sources) {
             Ok(config) => {
                 let (log, telemetry) = (config.log.clone(), config.telemetry.clone());
-                execute(&log, Some(&telemetry), run(config))
+                let threads = config.worker.runtime_threads;
+                execute(threads, &log, Some(&telemetry), run(config))
             }
             Err(error) => config_error(&error),
         },
         "migrate" => match MigrateConfig::load(&sources) {
-            Ok(config) => execute(&config.log.clone(), None, migrate(config)),
+            Ok(config) => execute(1, &config.log.clone(), None, migrate(config)),
             Err(error) => config_error(&error),
         },
         "--version" | "-V" => {
@@ -64,15 +65,27 @@ fn config_error(error: &osp_config::ConfigError) -> ExitCode {
     ExitCode::from(2)
 }
 
+/// The tokio runtime: with `threads` 1 everything runs on the main thread (the SDK's own
+/// workflow thread aside), which saves the hand-offs between threads that dominate the
+/// worker's CPU; more: that many worker threads.
+fn runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(threads);
+        builder
+    };
+    builder.enable_all().build()
+}
+
 fn execute(
+    threads: usize,
     log: &LogSettings,
     telemetry: Option<&TelemetrySettings>,
     job: impl Future<Output = anyhow::Result<()>>,
 ) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime(threads) {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("osp-worker: cannot start the async runtime: {error}");
