@@ -154,6 +154,10 @@ pub const KEYS: &[Key] = &[
     // The worker's own settings (worker.rs).
     super::worker::OSP_MAX_CONCURRENT_WORKFLOW_TASKS,
     super::worker::OSP_MAX_CONCURRENT_ACTIVITIES,
+    super::worker::OSP_WORKFLOW_TASK_POLLERS,
+    super::worker::OSP_ACTIVITY_TASK_POLLERS,
+    super::worker::OSP_MAX_CACHED_WORKFLOWS,
+    super::worker::OSP_RUNTIME_THREADS,
     super::worker::OSP_SHUTDOWN_GRACE_SECONDS,
     super::worker::OSP_DATABASE_POOL_SIZE,
     super::worker::OSP_REGISTRY_HEARTBEAT_SECONDS,

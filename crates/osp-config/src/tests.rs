@@ -776,7 +776,9 @@ otlp_endpoint = "http://otel:4317"
          database.listen_url=postgres://postgres:[redacted]@db:5432/postgres \
          supabase.url=https://x.supabase.co supabase.service_role_key=[redacted] \
          worker.manifest_path=/manifests/worker.json worker.max_concurrent_workflow_tasks=10 \
-         worker.max_concurrent_activities=10 worker.shutdown_grace_seconds=30 \
+         worker.max_concurrent_activities=10 worker.workflow_task_pollers=sdk \
+         worker.activity_task_pollers=sdk worker.max_cached_workflows=1000 \
+         worker.runtime_threads=1 worker.shutdown_grace_seconds=30 \
          worker.database_pool_size=10 worker.registry_heartbeat_seconds=15 \
          worker.manifest_dir=manifests worker.deployer_command=none dns.provider=log \
          dns.zone=localhost email.provider=log health.enabled=true health.port=9090 \

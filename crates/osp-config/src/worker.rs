@@ -36,6 +36,20 @@ pub const OSP_MAX_CONCURRENT_ACTIVITIES: Key = Key::new(
     "worker.max_concurrent_activities",
 )
 .or("10");
+/// Workflow-task polls in flight: a number (at most that many), `autoscaling` or
+/// `autoscaling:MIN:INITIAL:MAX`; unset: the SDK's choice.
+pub const OSP_WORKFLOW_TASK_POLLERS: Key =
+    Key::new("OSP_WORKFLOW_TASK_POLLERS", "worker.workflow_task_pollers");
+/// Activity-task polls in flight, as for workflow tasks.
+pub const OSP_ACTIVITY_TASK_POLLERS: Key =
+    Key::new("OSP_ACTIVITY_TASK_POLLERS", "worker.activity_task_pollers");
+/// Workflows kept in the sticky cache; 0 turns sticky queues off. Default 1000 (the SDK's).
+pub const OSP_MAX_CACHED_WORKFLOWS: Key =
+    Key::new("OSP_MAX_CACHED_WORKFLOWS", "worker.max_cached_workflows").or("1000");
+/// Threads of the worker's tokio runtime; default 1: everything on the main thread, which
+/// costs less CPU per workflow than one thread per core (docs/performance.md).
+pub const OSP_RUNTIME_THREADS: Key =
+    Key::new("OSP_RUNTIME_THREADS", "worker.runtime_threads").or("1");
 /// Seconds in-flight work may take to finish after SIGTERM; default 30.
 pub const OSP_SHUTDOWN_GRACE_SECONDS: Key =
     Key::new("OSP_SHUTDOWN_GRACE_SECONDS", "shutdown.grace_seconds").or("30");
@@ -90,6 +104,10 @@ pub const SMTP_FROM: Key = Key::new("SMTP_FROM", "email.smtp_from");
 pub const WORKER_KEYS: &[Key] = &[
     OSP_MAX_CONCURRENT_WORKFLOW_TASKS,
     OSP_MAX_CONCURRENT_ACTIVITIES,
+    OSP_WORKFLOW_TASK_POLLERS,
+    OSP_ACTIVITY_TASK_POLLERS,
+    OSP_MAX_CACHED_WORKFLOWS,
+    OSP_RUNTIME_THREADS,
     OSP_SHUTDOWN_GRACE_SECONDS,
     OSP_DATABASE_POOL_SIZE,
     OSP_REGISTRY_HEARTBEAT_SECONDS,
@@ -117,6 +135,13 @@ pub const WORKER_KEYS: &[Key] = &[
 pub struct WorkerSettings {
     pub max_concurrent_workflow_tasks: usize,
     pub max_concurrent_activities: usize,
+    /// `None`: the SDK's choice (at most 5 polls, or autoscaling when the namespace enrols
+    /// workers in it).
+    pub workflow_task_pollers: Option<Pollers>,
+    pub activity_task_pollers: Option<Pollers>,
+    pub max_cached_workflows: usize,
+    /// 1: tokio's current-thread runtime; more: that many worker threads.
+    pub runtime_threads: usize,
     pub shutdown_grace: Duration,
     pub database_pool_size: usize,
     pub registry_heartbeat: Duration,
@@ -124,6 +149,80 @@ pub struct WorkerSettings {
     pub versioning: Option<(String, String)>,
     pub manifest_dir: PathBuf,
     pub deployer_command: Option<Vec<String>>,
+}
+
+/// How many polls for one kind of task the worker keeps in flight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pollers {
+    /// At most this many.
+    Maximum(usize),
+    /// Adjusted from the server's feedback between `minimum` and `maximum`.
+    Autoscaling {
+        minimum: usize,
+        initial: usize,
+        maximum: usize,
+    },
+}
+
+/// Most polls of one kind a worker may keep in flight.
+const MAX_POLLERS: usize = 1_000;
+
+impl Pollers {
+    /// `autoscaling` alone: the SDK's own autoscaling bounds.
+    const AUTOSCALING: Pollers = Pollers::Autoscaling {
+        minimum: 1,
+        initial: 5,
+        maximum: 100,
+    };
+
+    fn parse(s: &str) -> Result<Self, InvalidValue> {
+        const SHAPE: &str = "must be a number of polls from 1 to 1000, `autoscaling`, or \
+             `autoscaling:MIN:INITIAL:MAX` with 1 <= MIN <= INITIAL <= MAX <= 1000";
+        let bounded = |n: &str| {
+            n.trim()
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=MAX_POLLERS).contains(n))
+        };
+        if s == "autoscaling" {
+            return Ok(Self::AUTOSCALING);
+        }
+        if let Some(bounds) = s.strip_prefix("autoscaling:") {
+            let bounds: Vec<Option<usize>> = bounds.split(':').map(bounded).collect();
+            return match bounds[..] {
+                [Some(minimum), Some(initial), Some(maximum)]
+                    if minimum <= initial && initial <= maximum =>
+                {
+                    Ok(Pollers::Autoscaling {
+                        minimum,
+                        initial,
+                        maximum,
+                    })
+                }
+                _ => Err(InvalidValue::new(SHAPE)),
+            };
+        }
+        bounded(s)
+            .map(Pollers::Maximum)
+            .ok_or_else(|| InvalidValue::new(SHAPE))
+    }
+}
+
+impl fmt::Display for Pollers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Pollers::Maximum(n) => write!(f, "{n}"),
+            Pollers::Autoscaling {
+                minimum,
+                initial,
+                maximum,
+            } => write!(f, "autoscaling:{minimum}:{initial}:{maximum}"),
+        }
+    }
+}
+
+fn shown(value: Option<impl ToString>, unset: &str) -> String {
+    value.map_or_else(|| unset.to_owned(), |value| value.to_string())
 }
 
 /// Where organizations' DNS records go.
@@ -177,6 +276,19 @@ impl WorkerSettings {
                 self.max_concurrent_activities.to_string(),
             ),
             (
+                "workflow_task_pollers".into(),
+                shown(self.workflow_task_pollers, "sdk"),
+            ),
+            (
+                "activity_task_pollers".into(),
+                shown(self.activity_task_pollers, "sdk"),
+            ),
+            (
+                "max_cached_workflows".into(),
+                self.max_cached_workflows.to_string(),
+            ),
+            ("runtime_threads".into(), self.runtime_threads.to_string()),
+            (
                 "shutdown_grace_seconds".into(),
                 self.shutdown_grace.as_secs().to_string(),
             ),
@@ -213,6 +325,27 @@ impl WorkerSettings {
         let activities = cx
             .get(&OSP_MAX_CONCURRENT_ACTIVITIES, whole_number(1, 10_000))
             .value();
+        let workflow_pollers = cx
+            .get(&OSP_WORKFLOW_TASK_POLLERS, Pollers::parse)
+            .optional();
+        let activity_pollers = cx
+            .get(&OSP_ACTIVITY_TASK_POLLERS, Pollers::parse)
+            .optional();
+        let cached = cx
+            .get(&OSP_MAX_CACHED_WORKFLOWS, whole_number(0, 1_000_000))
+            .value();
+        let threads = cx.get(&OSP_RUNTIME_THREADS, whole_number(1, 256)).value();
+        // The SDK refuses one workflow poller with sticky queues on: one poll would have to
+        // serve both the sticky and the normal queue.
+        if let (Some(Some(Pollers::Maximum(1))), Some(cached @ 1..)) = (&workflow_pollers, cached) {
+            cx.problem(
+                OSP_WORKFLOW_TASK_POLLERS.env,
+                format!(
+                    "must be at least 2 while workflows are cached ({} is {cached}; 0 turns the cache and sticky queues off)",
+                    OSP_MAX_CACHED_WORKFLOWS.env
+                ),
+            );
+        }
         let grace = cx
             .get(&OSP_SHUTDOWN_GRACE_SECONDS, whole_number(0, 3_600))
             .value();
@@ -253,6 +386,10 @@ impl WorkerSettings {
         Some(WorkerSettings {
             max_concurrent_workflow_tasks: as_usize(workflow_tasks?),
             max_concurrent_activities: as_usize(activities?),
+            workflow_task_pollers: workflow_pollers?,
+            activity_task_pollers: activity_pollers?,
+            max_cached_workflows: as_usize(cached?),
+            runtime_threads: as_usize(threads?),
             shutdown_grace: Duration::from_secs(grace?),
             database_pool_size: as_usize(pool?),
             registry_heartbeat: Duration::from_secs(heartbeat?),
@@ -428,6 +565,10 @@ mod tests {
         let config = load(&[]).unwrap();
         assert_eq!(config.worker.max_concurrent_workflow_tasks, 10);
         assert_eq!(config.worker.max_concurrent_activities, 10);
+        assert_eq!(config.worker.workflow_task_pollers, None);
+        assert_eq!(config.worker.activity_task_pollers, None);
+        assert_eq!(config.worker.max_cached_workflows, 1000);
+        assert_eq!(config.worker.runtime_threads, 1);
         assert_eq!(config.worker.shutdown_grace, Duration::from_secs(30));
         assert_eq!(config.worker.versioning, None);
         assert_eq!(config.worker.deployer_command, None);
@@ -440,6 +581,10 @@ mod tests {
         let config = load(&[
             ("OSP_MAX_CONCURRENT_WORKFLOW_TASKS", "20"),
             ("OSP_MAX_CONCURRENT_ACTIVITIES", "5"),
+            ("OSP_WORKFLOW_TASK_POLLERS", "autoscaling:2:4:20"),
+            ("OSP_ACTIVITY_TASK_POLLERS", "3"),
+            ("OSP_MAX_CACHED_WORKFLOWS", "0"),
+            ("OSP_RUNTIME_THREADS", "4"),
             ("OSP_SHUTDOWN_GRACE_SECONDS", "0"),
             ("OSP_DATABASE_POOL_SIZE", "3"),
             ("OSP_REGISTRY_HEARTBEAT_SECONDS", "2"),
@@ -466,6 +611,29 @@ mod tests {
         .unwrap();
         assert_eq!(config.worker.max_concurrent_workflow_tasks, 20);
         assert_eq!(config.worker.max_concurrent_activities, 5);
+        assert_eq!(
+            config.worker.workflow_task_pollers,
+            Some(Pollers::Autoscaling {
+                minimum: 2,
+                initial: 4,
+                maximum: 20
+            })
+        );
+        assert_eq!(
+            config.worker.activity_task_pollers,
+            Some(Pollers::Maximum(3))
+        );
+        assert_eq!(config.worker.max_cached_workflows, 0);
+        assert_eq!(config.worker.runtime_threads, 4);
+        let shown = config.worker.to_string();
+        for field in [
+            "workflow_task_pollers=autoscaling:2:4:20",
+            "activity_task_pollers=3",
+            "max_cached_workflows=0",
+            "runtime_threads=4",
+        ] {
+            assert!(shown.contains(field), "{field} not in {shown}");
+        }
         assert_eq!(config.worker.shutdown_grace, Duration::ZERO);
         assert_eq!(config.worker.database_pool_size, 3);
         assert_eq!(config.worker.registry_heartbeat, Duration::from_secs(2));
@@ -508,6 +676,8 @@ mod tests {
     fn bad_worker_settings_are_all_listed() {
         let error = load(&[
             ("OSP_MAX_CONCURRENT_ACTIVITIES", "0"),
+            ("OSP_ACTIVITY_TASK_POLLERS", "autoscaling:5:2:10"),
+            ("OSP_RUNTIME_THREADS", "0"),
             ("OSP_SHUTDOWN_GRACE_SECONDS", "soon"),
             ("TEMPORAL_WORKER_BUILD_ID", "abc"),
             ("OSP_DEPLOYER_COMMAND", "helm upgrade"),
@@ -519,6 +689,8 @@ mod tests {
         .unwrap_err();
         for expected in [
             "OSP_MAX_CONCURRENT_ACTIVITIES: must be a whole number from 1 to 10000 (got `0`)",
+            "OSP_ACTIVITY_TASK_POLLERS: must be a number of polls from 1 to 1000, `autoscaling`, or `autoscaling:MIN:INITIAL:MAX` with 1 <= MIN <= INITIAL <= MAX <= 1000 (got `autoscaling:5:2:10`)",
+            "OSP_RUNTIME_THREADS: must be a whole number from 1 to 256 (got `0`)",
             "OSP_SHUTDOWN_GRACE_SECONDS: must be a whole number from 0 to 3600 (got `soon`)",
             "TEMPORAL_WORKER_BUILD_ID: worker versioning needs TEMPORAL_DEPLOYMENT_NAME as well",
             "OSP_DEPLOYER_COMMAND: must be a JSON array of strings",
@@ -532,5 +704,58 @@ mod tests {
             assert!(error.contains(expected), "missing {expected:?} in\n{error}");
         }
         assert!(!error.contains("SENTINEL"));
+    }
+
+    #[test]
+    fn pollers_take_a_count_or_autoscaling_bounds() {
+        for (text, pollers) in [
+            ("1", Pollers::Maximum(1)),
+            ("1000", Pollers::Maximum(1000)),
+            ("autoscaling", Pollers::AUTOSCALING),
+            (
+                "autoscaling:3:3:3",
+                Pollers::Autoscaling {
+                    minimum: 3,
+                    initial: 3,
+                    maximum: 3,
+                },
+            ),
+        ] {
+            assert_eq!(Pollers::parse(text).ok(), Some(pollers), "{text}");
+            assert_eq!(Pollers::parse(&pollers.to_string()).ok(), Some(pollers));
+        }
+        for text in [
+            "0",
+            "1001",
+            "-1",
+            "many",
+            "autoscaling:",
+            "autoscaling:1:5",
+            "autoscaling:0:1:2",
+            "autoscaling:1:5:4",
+            "autoscaling:1:2:3:4",
+            "autoscaling:1:2:1001",
+            "Autoscaling",
+        ] {
+            assert!(Pollers::parse(text).is_err(), "{text} accepted");
+        }
+    }
+
+    #[test]
+    fn one_workflow_poller_needs_the_cache_off() {
+        let error = load(&[("OSP_WORKFLOW_TASK_POLLERS", "1")]).unwrap_err();
+        assert!(
+            error.contains("OSP_WORKFLOW_TASK_POLLERS: must be at least 2 while workflows are cached (OSP_MAX_CACHED_WORKFLOWS is 1000"),
+            "{error}"
+        );
+        let config = load(&[
+            ("OSP_WORKFLOW_TASK_POLLERS", "1"),
+            ("OSP_MAX_CACHED_WORKFLOWS", "0"),
+        ])
+        .unwrap();
+        assert_eq!(
+            config.worker.workflow_task_pollers,
+            Some(Pollers::Maximum(1))
+        );
     }
 }

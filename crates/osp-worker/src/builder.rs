@@ -246,7 +246,7 @@ impl WorkerBuilder {
         Ok(())
     }
 
-    /// The SDK's options: queue, activities, tuner, versioning, grace, workflows, then hooks.
+    /// The SDK's options: queue, activities, tuner, pollers and cache, versioning, grace, workflows, then hooks.
     fn worker_options(
         &self,
         plan: &Plan,
@@ -261,6 +261,13 @@ impl WorkerBuilder {
                 settings.max_concurrent_workflow_tasks,
                 settings.max_concurrent_activities,
             ))
+            .max_cached_workflows(settings.max_cached_workflows)
+            .maybe_workflow_task_poller_behavior(
+                settings.workflow_task_pollers.map(crate::poller_behavior),
+            )
+            .maybe_activity_task_poller_behavior(
+                settings.activity_task_pollers.map(crate::poller_behavior),
+            )
             .deployment_options(crate::deployment_options(settings))
             .graceful_shutdown_period(settings.shutdown_grace)
             .build();

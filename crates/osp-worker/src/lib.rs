@@ -17,11 +17,14 @@ use std::sync::Arc;
 use osp_activities::dns::{CloudflareDns, CloudflareSettings, DnsProvider, LogDns};
 use osp_activities::email::{LogMailer, Mailer, SmtpMailer, SmtpSettings, SmtpSettingsError};
 use osp_activities::{MigrateError, MigrationReport, db};
-use osp_config::{DnsSettings, EmailSettings, MigrateConfig, WorkerConfig, WorkerSettings};
+use osp_config::{
+    DnsSettings, EmailSettings, MigrateConfig, Pollers, WorkerConfig, WorkerSettings,
+};
 use osp_runtime::metrics::MetricsError;
 use osp_runtime::server::BindError;
 use temporalio_common::worker::{WorkerDeploymentOptions, WorkerDeploymentVersion};
 use temporalio_sdk::runtime::worker_tuner::{FixedSizeSlotSupplier, TunerHolder};
+use temporalio_sdk::runtime::{AutoscalingOptions, PollerBehavior};
 use temporalio_sdk::{RuntimeError, WorkerCreateError, WorkerRunError};
 
 pub use builder::WorkerBuilder;
@@ -136,6 +139,24 @@ pub fn tuner(workflow_tasks: usize, activities: usize) -> TunerHolder {
         .local_activity_task_slot_supplier(FixedSizeSlotSupplier::new(activities))
         .nexus_task_slot_supplier(FixedSizeSlotSupplier::new(10))
         .build()
+}
+
+/// The SDK's poller behaviour for the configured one.
+fn poller_behavior(pollers: Pollers) -> PollerBehavior {
+    match pollers {
+        Pollers::Maximum(n) => PollerBehavior::SimpleMaximum(n),
+        Pollers::Autoscaling {
+            minimum,
+            initial,
+            maximum,
+        } => PollerBehavior::Autoscaling(
+            AutoscalingOptions::builder()
+                .minimum(minimum)
+                .initial(initial)
+                .maximum(maximum)
+                .build(),
+        ),
+    }
 }
 
 /// Worker versioning from the worker controller's variables, else a build id of this

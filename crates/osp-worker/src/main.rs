@@ -35,12 +35,19 @@ fn main() -> ExitCode {
         "run" => match WorkerConfig::load(&sources) {
             Ok(config) => {
                 let (log, telemetry) = (config.log.clone(), config.telemetry.clone());
-                execute(&log, Some(&telemetry), run(config))
+                // The OTLP exporter's flush at exit blocks its thread until the exporter's
+                // task answers, which then needs a thread of its own: no current-thread
+                // runtime while spans are exported.
+                let runtime = match (config.worker.runtime_threads, &telemetry.otlp_endpoint) {
+                    (1, None) => Threads::Main,
+                    (threads, _) => Threads::Workers(threads),
+                };
+                execute(runtime, &log, Some(&telemetry), run(config))
             }
             Err(error) => config_error(&error),
         },
         "migrate" => match MigrateConfig::load(&sources) {
-            Ok(config) => execute(&config.log.clone(), None, migrate(config)),
+            Ok(config) => execute(Threads::Main, &config.log.clone(), None, migrate(config)),
             Err(error) => config_error(&error),
         },
         "--version" | "-V" => {
@@ -64,15 +71,35 @@ fn config_error(error: &osp_config::ConfigError) -> ExitCode {
     ExitCode::from(2)
 }
 
+/// Where the tokio runtime runs tasks.
+#[derive(Debug, Clone, Copy)]
+enum Threads {
+    /// Everything on the main thread (the SDK's own workflow thread aside): no hand-offs
+    /// between runtime threads, which dominate the worker's CPU (docs/performance.md).
+    Main,
+    /// This many worker threads.
+    Workers(usize),
+}
+
+fn runtime(threads: Threads) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = match threads {
+        Threads::Main => tokio::runtime::Builder::new_current_thread(),
+        Threads::Workers(threads) => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(threads);
+            builder
+        }
+    };
+    builder.enable_all().build()
+}
+
 fn execute(
+    threads: Threads,
     log: &LogSettings,
     telemetry: Option<&TelemetrySettings>,
     job: impl Future<Output = anyhow::Result<()>>,
 ) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime(threads) {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("osp-worker: cannot start the async runtime: {error}");
