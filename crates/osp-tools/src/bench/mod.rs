@@ -1,7 +1,8 @@
-//! `osp-tools bench` (what `make bench` runs): measures the worker, the bridge and the
-//! store's operations with and without a large history on a throwaway local stack against
-//! the project's performance goals, and against what the same Temporal server allows, so
-//! the figures read as fractions of the server's own limits.
+//! `osp-tools bench` (what `make bench` runs): measures the worker (beside the seed's Node
+//! worker running the same workflow), the bridge and the store's operations with and without
+//! a large history on a throwaway local stack against the project's performance goals, and
+//! against what the same Temporal server allows, so the figures read as fractions of the
+//! server's own limits.
 //! Results are figures, never assertions: one JSON line per scenario on stdout, then a
 //! Markdown report (also written to `--out`). See `docs/performance.md`.
 
@@ -10,6 +11,7 @@ mod ceiling;
 mod drive;
 mod history;
 mod machine;
+mod node_peer;
 mod report;
 mod stats;
 mod temporal;
@@ -65,6 +67,8 @@ impl From<osp_activities::db::DbError> for BenchError {
 pub enum Scenario {
     Ceiling,
     Worker,
+    /// The seed's Node worker on the worker scenario's workflow (after `worker`).
+    Node,
     Bridge,
     History,
 }
@@ -109,8 +113,12 @@ pub struct Options {
     pub history_samples: usize,
     /// Run only these scenarios
     #[arg(long, value_name = "LIST", value_delimiter = ',', num_args = 1..,
-          default_value = "ceiling,worker,bridge,history")]
+          default_value = "ceiling,worker,node,bridge,history")]
     pub only: Vec<Scenario>,
+    /// Node scenario: the Node peer's folder, its packages installed by `make bench`'s
+    /// bench-setup step
+    #[arg(long, value_name = "DIR", default_value = node_peer::DEFAULT_DIR)]
+    pub node_peer: std::path::PathBuf,
     /// An extra environment variable for osp-worker (repeatable; settings to compare)
     #[arg(long = "worker-env", value_name = "K=V", value_parser = key_value)]
     pub worker_env: Vec<(String, String)>,
@@ -202,6 +210,7 @@ pub async fn run(options: &Options) -> ExitCode {
 pub struct Results {
     pub ceiling: Option<ceiling::CeilingResults>,
     pub worker: Option<worker::WorkerResults>,
+    pub node: Option<worker::WorkerResults>,
     pub bridge: Option<bridge::BridgeResults>,
     pub history: Option<history::HistoryResults>,
 }
@@ -219,6 +228,11 @@ pub async fn run_with(options: &Options) -> Result<(), BenchError> {
         .runs(Scenario::Bridge)
         .then(|| osp_stack::osp_binary("osp-bridge"))
         .transpose()?;
+    let node_peer = if options.runs(Scenario::Node) {
+        Some(node_peer::locate(&options.node_peer).await?)
+    } else {
+        None
+    };
     if options.runs(Scenario::History) {
         history::plan(options.history_events, options.history_jobs).map_err(BenchError::Failed)?;
     }
@@ -251,8 +265,16 @@ pub async fn run_with(options: &Options) -> Result<(), BenchError> {
     }
     if let Some(worker_bin) = &worker_bin {
         let worker = worker::run(&stack, &client, worker_bin, options).await?;
-        emit_line(&worker.json_line());
+        emit_line(&worker.json_line("worker.create_service"));
         results.worker = Some(worker);
+    }
+    if let Some(peer) = &node_peer {
+        let node = node_peer::run(&stack, &client, peer, options).await?;
+        emit_line(&node.json_line("node.create_service"));
+        if let Some(osp) = &results.worker {
+            emit_line(&node_peer::Comparison::of(osp, &node).json_line());
+        }
+        results.node = Some(node);
     }
     if let Some(bridge_bin) = &bridge_bin {
         let raw_rate = results.ceiling.as_ref().map(|c| c.raw_starts.throughput);
@@ -330,7 +352,12 @@ mod tests {
         let options = parse("").unwrap();
         assert_eq!((options.workflows, options.concurrency), (2000, 50));
         assert!(options.rate.is_none());
-        assert_eq!(options.only.len(), 4);
+        assert_eq!(options.only.len(), 5);
+        assert!(options.runs(Scenario::Node));
+        assert_eq!(
+            options.node_peer,
+            std::path::Path::new(node_peer::DEFAULT_DIR)
+        );
         assert_eq!(
             (
                 options.history_events,
@@ -341,7 +368,7 @@ mod tests {
         );
 
         let options = parse(
-            "--workflows 10 --concurrency 2 --rate 55.5 --seconds 3 --only bridge,worker --out x.md --worker-env A=b=c",
+            "--workflows 10 --concurrency 2 --rate 55.5 --seconds 3 --only bridge,worker --out x.md --worker-env A=b=c --node-peer /p",
         )
         .unwrap();
         assert_eq!(options.worker_env, vec![("A".to_owned(), "b=c".to_owned())]);
@@ -349,6 +376,8 @@ mod tests {
         assert_eq!(options.rate, Some(55.5));
         assert_eq!(options.only, vec![Scenario::Bridge, Scenario::Worker]);
         assert!(options.runs(Scenario::Worker) && !options.runs(Scenario::Ceiling));
+        assert!(!options.runs(Scenario::Node));
+        assert_eq!(options.node_peer, std::path::Path::new("/p"));
     }
 
     #[test]

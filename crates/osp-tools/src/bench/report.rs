@@ -1,6 +1,7 @@
-//! The Markdown report: the machine and the command, one table for the worker and the
-//! ceilings, one for the bridge, one for the history scenario (with the store's sizes), and
-//! the goals with their measured figures, met or not.
+//! The Markdown report: the machine and the command, one table for the worker, the Node peer
+//! and the ceilings, OSP's figures as ratios of the Node worker's, one table for the bridge,
+//! one for the history scenario (with the store's sizes), and the goals with their measured
+//! figures, met or not.
 
 use std::fmt::Write as _;
 
@@ -9,7 +10,9 @@ use super::Results;
 use super::ceiling::LoopFigures;
 use super::history::{HistoryResults, RelationSize, ratio, ratio_cell};
 use super::machine::Machine;
+use super::node_peer::{Comparison, GOAL_FACTOR, ratio_cell as times_cell, tenfold_less};
 use super::stats::Summary;
+use super::worker::WorkerResults;
 
 /// Versions of the servers the figures were taken against.
 #[derive(Debug, Clone, Default)]
@@ -93,6 +96,84 @@ fn loop_row(out: &mut String, name: &str, figures: &LoopFigures, notes: &str) {
     );
 }
 
+/// A measured worker process's row: the loop's figures, then what its process cost.
+fn worker_row(out: &mut String, name: &str, w: &WorkerResults) {
+    loop_row(
+        out,
+        name,
+        &w.run,
+        &format!(
+            "CPU {:.2} ms per workflow, peak RSS {:.1} MiB ({:.1} after the run), ready {:.0} ms after spawn (startup CPU {:.0} ms)",
+            w.cpu_ms_per_workflow, w.peak_rss_mib, w.rss_after_mib, w.ready_ms, w.startup_cpu_ms
+        ),
+    );
+}
+
+/// OSP's figures as ratios of the Node worker's, with the issue's goals.
+fn node_section(out: &mut String, osp: Option<&WorkerResults>, node: &WorkerResults) {
+    let _ = writeln!(
+        out,
+        "### OSP / Node
+"
+    );
+    let _ = writeln!(
+        out,
+        "The Node peer: {}, the seed's stack and concurrency (10 workflow tasks, 10 activities), running the same `createServiceWorkflow` with the same `createEntity` statements on its own task queue, right after `osp-worker`, driven by the same client. Its ready time includes bundling the workflows with the SDK's bundler at `Worker.create`, as the seed's worker did; both are ready under the same rule (database answered, the server lists the worker polling for workflow and activity tasks). Peak RSS is over the process's life; both ran the same workflows, so its ratio is also the ratio per workflow.\n",
+        node.binary
+    );
+    let Some(osp) = osp else {
+        let _ = writeln!(out, "No ratios: the worker scenario did not run.\n");
+        return;
+    };
+    let c = Comparison::of(osp, node);
+    let _ = writeln!(
+        out,
+        "| figure | `osp-worker` | Node | OSP / Node | goal | |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|---|");
+    let goal = format!("≤ {:.2} ({GOAL_FACTOR:.0}x less)", 1.0 / GOAL_FACTOR);
+    let rows = [
+        (
+            "throughput, workflows/s",
+            format!("{:.1}", osp.run.throughput),
+            format!("{:.1}", node.run.throughput),
+            c.throughput,
+            None,
+        ),
+        (
+            "CPU per workflow, ms",
+            format!("{:.2}", osp.cpu_ms_per_workflow),
+            format!("{:.2}", node.cpu_ms_per_workflow),
+            c.cpu_per_workflow,
+            Some(goal.as_str()),
+        ),
+        (
+            "peak RSS, MiB",
+            format!("{:.1}", osp.peak_rss_mib),
+            format!("{:.1}", node.peak_rss_mib),
+            c.peak_rss,
+            Some(goal.as_str()),
+        ),
+        (
+            "spawn → ready, ms",
+            ms(osp.ready_ms),
+            ms(node.ready_ms),
+            c.ready,
+            None,
+        ),
+    ];
+    for (figure, ours, theirs, ratio, goal) in rows {
+        let _ = writeln!(
+            out,
+            "| {figure} | {ours} | {theirs} | {} | {} | {} |",
+            times_cell(ratio),
+            goal.unwrap_or("–"),
+            goal.map_or("", |_| verdict(tenfold_less(ratio))),
+        );
+    }
+    let _ = writeln!(out);
+}
+
 fn verdict(met: Option<bool>) -> &'static str {
     match met {
         Some(true) => "**met**",
@@ -124,7 +205,7 @@ pub fn markdown(results: &Results, options: &Options, info: &RunInfo) -> String 
     );
     let _ = writeln!(out, "- Took {:.0} s\n", info.seconds);
 
-    if results.ceiling.is_some() || results.worker.is_some() {
+    if results.ceiling.is_some() || results.worker.is_some() || results.node.is_some() {
         let _ = writeln!(
             out,
             "### Worker and ceilings: {} workflows, {} in flight\n",
@@ -160,17 +241,19 @@ pub fn markdown(results: &Results, options: &Options, info: &RunInfo) -> String 
             );
         }
         if let Some(w) = &results.worker {
-            loop_row(
+            worker_row(&mut out, "worker: `createServiceWorkflow`, `osp-worker`", w);
+        }
+        if let Some(w) = &results.node {
+            worker_row(
                 &mut out,
-                "worker: `createServiceWorkflow`, `osp-worker`",
-                &w.run,
-                &format!(
-                    "CPU {:.2} ms per workflow, peak RSS {:.1} MiB, ready {:.0} ms after spawn (startup CPU {:.0} ms)",
-                    w.cpu_ms_per_workflow, w.peak_rss_mib, w.ready_ms, w.startup_cpu_ms
-                ),
+                "worker: `createServiceWorkflow`, Node peer (`@temporalio/worker`, `pg`)",
+                w,
             );
         }
         let _ = writeln!(out);
+        if let Some(node) = &results.node {
+            node_section(&mut out, results.worker.as_ref(), node);
+        }
     }
 
     if let Some(b) = &results.bridge {
@@ -466,6 +549,23 @@ fn goals(out: &mut String, results: &Results) {
             (measured > 0).then_some(within == figures.len()),
         );
     }
+    if let (Some(osp), Some(node)) = (&results.worker, &results.node) {
+        let c = Comparison::of(osp, node);
+        for (figure, ratio) in [
+            ("CPU per workflow", c.cpu_per_workflow),
+            ("peak memory per workflow", c.peak_rss),
+        ] {
+            row(
+                &format!("worker: {figure} against the Node worker"),
+                &format!(
+                    "≥ {GOAL_FACTOR:.0}x less (OSP / Node ≤ {:.2})",
+                    1.0 / GOAL_FACTOR
+                ),
+                times_cell(ratio),
+                tenfold_less(ratio),
+            );
+        }
+    }
     if let Some(w) = &results.worker {
         row(
             "worker: CPU per `createServiceWorkflow`",
@@ -511,6 +611,73 @@ fn goals(out: &mut String, results: &Results) {
                 _ => format!("{:.1}/s", w.run.throughput),
             },
             share.map(|s| s >= 0.9),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::ceiling::LoopFigures;
+    use super::*;
+
+    fn worker(name: &str, throughput: f64, cpu: f64, rss: f64, ready: f64) -> WorkerResults {
+        WorkerResults {
+            worker: name.to_owned(),
+            binary: format!("{name} binary"),
+            run: LoopFigures {
+                operations: 100,
+                concurrency: 10,
+                ok: 100,
+                failed: 0,
+                seconds: 2.0,
+                throughput,
+                latency_ms: None,
+                first_error: None,
+            },
+            ready_ms: ready,
+            startup_cpu_ms: 10.0,
+            cpu_ms_per_workflow: cpu,
+            peak_rss_mib: rss,
+            rss_after_mib: rss / 2.0,
+        }
+    }
+
+    #[test]
+    fn the_node_section_gives_each_ratio_with_its_goal() {
+        let mut out = String::new();
+        let osp = worker("osp-worker", 45.0, 2.5, 24.0, 280.0);
+        let node = worker("node", 30.0, 12.5, 320.0, 5600.0);
+        node_section(&mut out, Some(&osp), &node);
+        assert!(out.contains("node binary"), "{out}");
+        for line in [
+            "| throughput, workflows/s | 45.0 | 30.0 | 1.50 (1.5x more) | – |  |",
+            "| CPU per workflow, ms | 2.50 | 12.50 | 0.20 (5.0x less) | ≤ 0.10 (10x less) | missed |",
+            "| peak RSS, MiB | 24.0 | 320.0 | 0.07 (13.3x less) | ≤ 0.10 (10x less) | **met** |",
+            "| spawn → ready, ms | 280 | 5600 | 0.05 (20.0x less) | – |  |",
+        ] {
+            assert!(out.lines().any(|l| l == line), "{line} not in\n{out}");
+        }
+    }
+
+    #[test]
+    fn without_the_worker_there_are_no_ratios() {
+        let mut out = String::new();
+        node_section(&mut out, None, &worker("node", 30.0, 12.5, 320.0, 5600.0));
+        assert!(out.contains("No ratios"), "{out}");
+        assert!(!out.contains("| figure |"), "{out}");
+    }
+
+    #[test]
+    fn worker_rows_name_the_process_costs() {
+        let mut out = String::new();
+        worker_row(
+            &mut out,
+            "worker: x",
+            &worker("node", 30.0, 12.5, 320.0, 5600.0),
+        );
+        assert_eq!(
+            out.trim_end(),
+            "| worker: x | 30.0 | – | – | – | 0 | CPU 12.50 ms per workflow, peak RSS 320.0 MiB (160.0 after the run), ready 5600 ms after spawn (startup CPU 10 ms) |"
         );
     }
 }

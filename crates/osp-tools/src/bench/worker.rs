@@ -1,9 +1,9 @@
 //! The worker scenario: the real `osp-worker` binary on its own task queue, N
 //! `createServiceWorkflow` executions with C in flight. Its process is measured from outside:
 //! spawn to `/readyz` 200, CPU seconds (`/proc/<pid>/stat`) spent on the workflows, peak RSS
-//! (`VmHWM`).
+//! (`VmHWM`). [`measure`] does the same for any worker process (the Node peer's too).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use osp_workflows::CreateServiceWorkflow;
@@ -29,7 +29,9 @@ const READY_DEADLINE: Duration = Duration::from_secs(60);
 /// What the worker did and cost.
 #[derive(Debug, Clone, Serialize)]
 pub struct WorkerResults {
-    /// The binary measured.
+    /// Which worker: `osp-worker` or `node`.
+    pub worker: String,
+    /// The program measured (and, for the Node peer, its versions).
     pub binary: String,
     pub run: LoopFigures,
     /// Spawn to the first `/readyz` 200, in ms.
@@ -45,11 +47,12 @@ pub struct WorkerResults {
 }
 
 impl WorkerResults {
-    pub fn json_line(&self) -> Value {
+    /// The result line of `scenario` (`worker.create_service`, `node.create_service`).
+    pub fn json_line(&self, scenario: &str) -> Value {
         json!({
-            "scenario": "worker.create_service",
+            "scenario": scenario,
             "workflow": "createServiceWorkflow",
-            "worker": "osp-worker",
+            "worker": self.worker,
             "figures": self,
         })
     }
@@ -91,7 +94,6 @@ pub async fn run(
     binary: &Path,
     options: &Options,
 ) -> Result<WorkerResults, BenchError> {
-    let (n, c) = (options.workflows, options.concurrency);
     let mut env = vec![
         ("TEMPORAL_ADDRESS", stack.temporal.address()),
         ("TEMPORAL_TASK_QUEUE", WORKER_QUEUE.to_owned()),
@@ -112,15 +114,55 @@ pub async fn run(
             .iter()
             .map(|(key, value)| (key.as_str(), value.clone())),
     );
-    let log = stack.postgres.root_dir().join("bench-worker.log");
-    progress!("worker: starting osp-worker on {WORKER_QUEUE}");
-    let (mut worker, ready) = start_measured(binary, &env, &log).await?;
+    measure(
+        client,
+        &Subject {
+            worker: "osp-worker",
+            program: binary,
+            description: binary.display().to_string(),
+            env: &env,
+            task_queue: WORKER_QUEUE,
+            log: stack.postgres.root_dir().join("bench-worker.log"),
+        },
+        options,
+    )
+    .await
+}
+
+/// A worker process to measure.
+#[derive(Debug)]
+pub struct Subject<'a> {
+    /// Its name in progress lines, workflow ids and the results.
+    pub worker: &'static str,
+    /// What is spawned: a binary, or a script with a `#!` line.
+    pub program: &'a Path,
+    /// What the results call it.
+    pub description: String,
+    /// Its whole environment (besides `PATH` and `HEALTH_CHECK_PORT`).
+    pub env: &'a [(&'a str, String)],
+    /// The task queue it polls; nothing else does.
+    pub task_queue: &'static str,
+    pub log: PathBuf,
+}
+
+/// Spawns `subject`, waits for its `/readyz`, runs `options.workflows`
+/// `createServiceWorkflow` on its task queue with `options.concurrency` in flight, and
+/// measures its process: ready time, CPU from ready to the last result, peak RSS.
+pub async fn measure(
+    client: &Client,
+    subject: &Subject<'_>,
+    options: &Options,
+) -> Result<WorkerResults, BenchError> {
+    let (n, c) = (options.workflows, options.concurrency);
+    let (name, queue, log) = (subject.worker, subject.task_queue, &subject.log);
+    progress!("{name}: starting {} on {queue}", subject.program.display());
+    let (mut worker, ready) = start_measured(subject.program, subject.env, log).await?;
     let pid = worker
         .pid()
-        .ok_or_else(|| BenchError::Failed("the worker has no pid".to_owned()))?;
+        .ok_or_else(|| BenchError::Failed(format!("{name} has no pid")))?;
     let at_ready: Usage = usage(pid)?;
     progress!(
-        "worker: ready in {} ms (pid {pid}, log {}); {n} createServiceWorkflow, {c} in flight",
+        "{name}: ready in {} ms (pid {pid}, log {}); {n} createServiceWorkflow, {c} in flight",
         ready.as_millis(),
         log.display()
     );
@@ -131,26 +173,27 @@ pub async fn run(
             client,
             CreateServiceWorkflow::run,
             service_data(run_id, i),
-            WORKER_QUEUE,
-            format!("bench-worker-{run_id}-{i}"),
+            queue,
+            format!("bench-{name}-{run_id}-{i}"),
         )
     })
     .await;
     let after: Usage = usage(pid)?;
     let figures = LoopFigures::from_outcome(&outcome, c);
+    let cpu_ms_per_workflow =
+        (after.cpu_seconds - at_ready.cpu_seconds) * 1000.0 / figures.ok.max(1) as f64;
     progress!(
-        "worker: {:.1} workflows/s, {:.2} ms CPU each ({} failed)",
+        "{name}: {:.1} workflows/s, {cpu_ms_per_workflow:.2} ms CPU each ({} failed)",
         figures.throughput,
-        (after.cpu_seconds - at_ready.cpu_seconds) * 1000.0 / figures.ok.max(1) as f64,
         figures.failed
     );
     if let Err(error) = worker.stop(Duration::from_secs(15)).await {
-        progress!("worker: did not stop cleanly: {error}");
+        progress!("{name}: did not stop cleanly: {error}");
     }
     Ok(WorkerResults {
-        binary: binary.display().to_string(),
-        cpu_ms_per_workflow: (after.cpu_seconds - at_ready.cpu_seconds) * 1000.0
-            / figures.ok.max(1) as f64,
+        worker: name.to_owned(),
+        binary: subject.description.clone(),
+        cpu_ms_per_workflow,
         run: figures,
         ready_ms: ready.as_secs_f64() * 1000.0,
         startup_cpu_ms: at_ready.cpu_seconds * 1000.0,
