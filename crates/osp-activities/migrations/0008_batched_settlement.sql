@@ -143,14 +143,14 @@ $$;
 --   {"job_id": uuid, "attempt": int, "outcome": "fail", "error_message": text,
 --    "retry_after_ms": int or null (null: failed for good)}
 -- Each is fenced on the claim exactly as api.complete_workflow_job and api.fail_workflow_job
--- are (they do the work), and each runs in a subtransaction of its own: one that is refused
--- (a bad argument) is reported and undoes nothing of the others. The jobs are settled in the
--- order of their streams, so two bridges settling jobs on the same streams lock them in the
--- same order and never deadlock each other. One row per element (its job_id and attempt), in
--- that order: settled is
+-- are (they do the work). An element those functions would refuse (no ids, an empty
+-- message, an unknown outcome) is refused on its own, before anything is written for it, and
+-- undoes nothing of the others. The jobs are settled in the order of their streams, so two
+-- bridges settling jobs on the same streams lock them in the same order and never deadlock
+-- each other. One row per element (its job_id and attempt), in that order: settled is
 -- 'done', 'fenced' (this claim no longer holds the job; nothing was written) or 'refused'
--- (bad data for that job, error says why; nothing was written for it). Anything else (a lock
--- timeout, a lost connection) fails the whole call, and the bridge sends it again.
+-- (error says why; nothing was written for it). Anything else (a lock timeout, a lost
+-- connection) fails the whole call, and the bridge sends it again.
 create function api.settle_workflow_jobs(p_worker_id text, p_settlements jsonb)
 returns table (job_id uuid, attempt integer, settled text, error text)
 language plpgsql
@@ -186,33 +186,41 @@ begin
         left join public.workflow_queue_projection q on q.id = s.job_id
         order by q.stream_id, s.job_id
     loop
-        begin
-            if v_item.job_id is null or v_item.attempt is null then
-                raise exception 'job_id and attempt are required' using errcode = '22023';
-            end if;
+        job_id := v_item.job_id;
+        attempt := v_item.attempt;
+        -- The arguments the two functions would refuse, checked here: a refusal inside the
+        -- loop would otherwise need a subtransaction per element, and more than 64 of them
+        -- in one transaction overflow every backend's snapshot cache (pg_subtrans lookups
+        -- for all concurrent queries) just when the bridge is busiest.
+        error := case
+            when v_item.job_id is null or v_item.attempt is null then
+                'job_id and attempt are required'
+            when v_item.outcome is null or v_item.outcome not in ('complete', 'fail') then
+                format('outcome must be "complete" or "fail", not %s',
+                       coalesce('"' || v_item.outcome || '"', 'null'))
+            when v_item.outcome = 'complete'
+                 and (coalesce(v_item.workflow_id, '') = ''
+                      or coalesce(v_item.workflow_run_id, '') = '') then
+                'api.complete_workflow_job: p_workflow_id and p_workflow_run_id are required'
+            when v_item.outcome = 'fail' and coalesce(btrim(v_item.error_message), '') = '' then
+                'api.fail_workflow_job: p_error_message must not be empty'
+            when v_item.outcome = 'fail' and v_item.retry_after_ms < 0 then
+                'api.fail_workflow_job: p_retry_after must not be negative'
+        end;
+        if error is not null then
+            settled := 'refused';
+        else
             if v_item.outcome = 'complete' then
                 v_done := api.complete_workflow_job(
                     v_item.job_id, p_worker_id, v_item.attempt, v_item.workflow_id,
                     v_item.workflow_run_id, coalesce(v_item.existing_execution, false));
-            elsif v_item.outcome = 'fail' then
+            else
                 v_done := api.fail_workflow_job(
                     v_item.job_id, p_worker_id, v_item.attempt, v_item.error_message,
                     v_item.retry_after_ms * interval '1 millisecond');
-            else
-                raise exception 'outcome must be "complete" or "fail", not %',
-                    coalesce('"' || v_item.outcome || '"', 'null')
-                    using errcode = '22023';
             end if;
-            job_id := v_item.job_id;
-            attempt := v_item.attempt;
             settled := case when v_done then 'done' else 'fenced' end;
-            error := null;
-        exception when data_exception or integrity_constraint_violation then
-            job_id := v_item.job_id;
-            attempt := v_item.attempt;
-            settled := 'refused';
-            error := sqlerrm;
-        end;
+        end if;
         return next;
     end loop;
 end
