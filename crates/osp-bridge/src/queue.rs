@@ -167,13 +167,14 @@ pub struct Settlement {
 impl Settlement {
     /// The element as `api.settle_workflow_jobs` reads it.
     fn to_json(&self) -> Value {
-        let mut item = serde_json::json!({"job_id": self.job_id, "attempt": self.attempt});
-        let fields = match &self.outcome {
+        match &self.outcome {
             Outcome::Complete {
                 workflow_id,
                 run_id,
                 existing,
             } => serde_json::json!({
+                "job_id": self.job_id,
+                "attempt": self.attempt,
                 "outcome": "complete",
                 "workflow_id": workflow_id,
                 "workflow_run_id": run_id,
@@ -183,15 +184,13 @@ impl Settlement {
                 message,
                 retry_after,
             } => serde_json::json!({
+                "job_id": self.job_id,
+                "attempt": self.attempt,
                 "outcome": "fail",
                 "error_message": message,
                 "retry_after_ms": retry_after.map(millis),
             }),
-        };
-        if let (Value::Object(item), Value::Object(fields)) = (&mut item, fields) {
-            item.extend(fields);
         }
-        item
     }
 }
 

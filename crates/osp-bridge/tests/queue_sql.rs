@@ -11,7 +11,7 @@ mod common;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::{Env, HEAVY, bootstrap_data, connect, emit, eventually};
+use common::{Env, HEAVY, bootstrap_data, connect, emit, emit_bootstraps, eventually};
 use osp_core::events::ORGANIZATION_BOOTSTRAP_INITIATED;
 use serde_json::json;
 use tokio_postgres::Client;
@@ -338,16 +338,7 @@ async fn one_statement_settles_many_jobs_each_fenced_and_a_refused_one_writes_no
     let _turn = HEAVY.lock().await;
     let env = Env::start().await;
     let client = connect(&env.pooled_url).await;
-    for _ in 0..4 {
-        let organization = Uuid::new_v4();
-        emit(
-            &client,
-            organization,
-            ORGANIZATION_BOOTSTRAP_INITIATED,
-            &bootstrap_data(organization),
-        )
-        .await;
-    }
+    emit_bootstraps(&env.pooled_url, 4, 1).await;
     let jobs: Vec<Uuid> = claim(&client, "w", 10, 60_000)
         .await
         .into_iter()
