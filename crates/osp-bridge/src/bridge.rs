@@ -223,6 +223,7 @@ impl Bridge {
             metrics: bridge_metrics.clone(),
             health: health.clone(),
             batch: settings.batch_size,
+            max_in_flight,
             lease: settings.lease,
             sweep: settings.sweep_interval,
             fallback_sweep: settings.fallback_sweep_interval,
@@ -258,9 +259,24 @@ struct ClaimLoop {
     metrics: BridgeMetrics,
     health: Health,
     batch: u32,
+    max_in_flight: usize,
     lease: Duration,
     sweep: Duration,
     fallback_sweep: Duration,
+}
+
+/// The free dispatch slots the claim loop waits for before it claims. While a backlog is known
+/// (the last claim asked for at least this many and came back full) it waits for a quarter of
+/// the bound (at most a batch), so that under load one claim statement takes many jobs instead
+/// of one per start that ends; the starts still in flight keep Temporal busy meanwhile, and
+/// the backlog drains as fast. Otherwise one slot is enough: a new job is claimed as soon as
+/// it is announced.
+fn slots_to_claim(backlog: bool, batch: u32, max_in_flight: usize) -> u32 {
+    if !backlog {
+        return 1;
+    }
+    let quarter = u32::try_from(max_in_flight / 4).unwrap_or(u32::MAX);
+    quarter.min(batch).max(1)
 }
 
 impl ClaimLoop {
@@ -272,6 +288,8 @@ impl ClaimLoop {
         mut shutdown: std::pin::Pin<&mut impl Future<Output = ()>>,
     ) {
         let mut errors = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+        // Whether a backlog is known: the last claim, of a whole chunk, came back full.
+        let mut backlog = false;
         loop {
             if !*temporal.borrow_and_update() {
                 tokio::select! {
@@ -280,11 +298,12 @@ impl ClaimLoop {
                 }
             }
             let room = self.permits.available_permits();
-            if room == 0 {
+            let need = slots_to_claim(backlog, self.batch, self.max_in_flight);
+            if room < usize::try_from(need).unwrap_or(usize::MAX) {
                 tokio::select! {
                     () = &mut shutdown => return,
-                    permit = self.permits.acquire() => {
-                        drop(permit);
+                    permits = self.permits.acquire_many(need) => {
+                        drop(permits);
                         continue;
                     }
                 }
@@ -302,7 +321,11 @@ impl ClaimLoop {
                     if count > 0 {
                         tracing::debug!(count, "claimed");
                     }
-                    if u32::try_from(count).unwrap_or(u32::MAX) >= want {
+                    let full = u32::try_from(count).unwrap_or(u32::MAX) >= want;
+                    // A full claim of one or two slots says little; one of a whole chunk says
+                    // that at least that many were waiting.
+                    backlog = full && want >= slots_to_claim(true, self.batch, self.max_in_flight);
+                    if full {
                         // A full batch: more may be waiting.
                         continue;
                     }
@@ -516,5 +539,21 @@ impl Drain<'_> {
             released = left.len(),
             "bridge stopped after the grace period"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::slots_to_claim;
+
+    #[test]
+    fn under_a_backlog_claims_wait_for_a_quarter_of_the_bound_at_most_a_batch() {
+        // Nothing known to wait: claim as soon as one slot is free.
+        assert_eq!(slots_to_claim(false, 100, 32), 1);
+        assert_eq!(slots_to_claim(true, 100, 32), 8);
+        assert_eq!(slots_to_claim(true, 5, 32), 5);
+        // Small bounds still claim.
+        assert_eq!(slots_to_claim(true, 100, 3), 1);
+        assert_eq!(slots_to_claim(true, 100, 1), 1);
     }
 }

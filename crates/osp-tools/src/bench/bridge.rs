@@ -24,7 +24,7 @@ use uuid::Uuid;
 
 use super::ceiling::{LoopFigures, RAW_START_TYPE, bootstrap_input, raw_start_rate};
 use super::drive::{closed_loop, open_loop};
-use super::machine::usage;
+use super::machine::{machine_cpu_seconds, tree_cpu_seconds, usage};
 use super::stats::{Summary, summarize};
 use super::temporal::{epoch_seconds, raw_start, start_times};
 use super::worker::start_measured;
@@ -134,6 +134,74 @@ pub struct Paced {
     pub missing_in_temporal: usize,
 }
 
+/// What one start cost each process over a phase: its CPU time in the phase divided by the
+/// starts, in ms; with how busy the machine was (all CPUs, in %).
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct CostPerStart {
+    /// The Temporal dev server (the CLI and anything it started).
+    pub temporal_ms: f64,
+    /// The PostgreSQL postmaster and every backend.
+    pub postgres_ms: f64,
+    pub pgbouncer_ms: f64,
+    /// Every bridge process of the run.
+    pub bridge_ms: f64,
+    /// This benchmark process (the raw-start client, or the observer's polling).
+    pub bench_ms: f64,
+    pub machine_busy_percent: f64,
+}
+
+/// CPU seconds so far of the processes a bridge run involves, and of the machine.
+#[derive(Debug, Clone, Copy)]
+struct CpuSample {
+    temporal: f64,
+    postgres: f64,
+    pgbouncer: f64,
+    bridges: f64,
+    bench: f64,
+    machine_busy: f64,
+    machine_all: f64,
+}
+
+impl CpuSample {
+    fn take(stack: &Stack, bridges: &[u32]) -> Result<Self, BenchError> {
+        let tree = |pid: Option<u32>, what: &str| {
+            pid.ok_or_else(|| BenchError::Failed(format!("the {what} has no pid")))
+                .and_then(tree_cpu_seconds)
+        };
+        let (machine_busy, machine_all) = machine_cpu_seconds()?;
+        Ok(CpuSample {
+            temporal: tree(stack.temporal.pid(), "Temporal dev server")?,
+            postgres: tree(stack.postgres.pid(), "PostgreSQL server")?,
+            pgbouncer: tree(stack.pgbouncer.pid(), "PgBouncer")?,
+            bridges: bridges
+                .iter()
+                .map(|pid| usage(*pid).map(|u| u.cpu_seconds))
+                .sum::<Result<f64, _>>()?,
+            bench: usage(std::process::id())?.cpu_seconds,
+            machine_busy,
+            machine_all,
+        })
+    }
+
+    /// What each of `starts` cost from `self` to `later`.
+    fn per_start(&self, later: &CpuSample, starts: usize) -> CostPerStart {
+        let per = |before: f64, after: f64| (after - before) * 1000.0 / starts.max(1) as f64;
+        let all = later.machine_all - self.machine_all;
+        CostPerStart {
+            temporal_ms: per(self.temporal, later.temporal),
+            postgres_ms: per(self.postgres, later.postgres),
+            pgbouncer_ms: per(self.pgbouncer, later.pgbouncer),
+            bridge_ms: per(self.bridges, later.bridges),
+            bench_ms: per(self.bench, later.bench),
+            machine_busy_percent: if all > 0.0 {
+                (later.machine_busy - self.machine_busy) / all * 100.0
+            } else {
+                0.0
+            },
+        }
+    }
+}
+
 /// One bridge run.
 #[derive(Debug, Clone, Serialize)]
 pub struct VariantResults {
@@ -147,7 +215,11 @@ pub struct VariantResults {
     /// before the drain, on the server as it is then: the drain's own yardstick, since the
     /// dev server slows as executions accumulate over the run.
     pub raw_before_drain: LoopFigures,
+    /// What each raw start of that run cost, for comparison with the drain's.
+    pub raw_cost: CostPerStart,
     pub drain: Drain,
+    /// What each start of the drain cost (bridges ready to the last job settled).
+    pub drain_cost: CostPerStart,
     pub paced: Paced,
     /// Bridge CPU (all its processes) from ready to the end of the paced phase, per
     /// workflow started, in ms.
@@ -503,6 +575,7 @@ async fn run_variant(
         return Err(BenchError::Failed(format!("queueing the backlog: {error}")));
     }
 
+    let before_raw = CpuSample::take(stack, &[])?;
     let raw_before_drain = raw_start_rate(
         client,
         backlog_size,
@@ -510,6 +583,7 @@ async fn run_variant(
         &format!("{}-{}", variant.name, Uuid::new_v4().simple()),
     )
     .await;
+    let raw_cost = before_raw.per_start(&CpuSample::take(stack, &[])?, raw_before_drain.ok);
 
     let mut bridges = Vec::new();
     let mut ready = Duration::ZERO;
@@ -534,7 +608,10 @@ async fn run_variant(
         bridges.push((bridge, pid));
     }
     progress!("bridge {}: draining the backlog", variant.name);
+    let pids: Vec<u32> = bridges.iter().map(|(_, pid)| *pid).collect();
+    let before_drain = CpuSample::take(stack, &pids)?;
     let (drained, drain_failed) = observer.wait_settled(&backlog).await?;
+    let drain_cost = before_drain.per_start(&CpuSample::take(stack, &pids)?, drained);
     let backlog_times = observer.times(&backlog).await?;
     let starts: Vec<f64> = backlog_times.values().filter_map(|t| t.started).collect();
     let first = starts.iter().copied().fold(f64::INFINITY, f64::min);
@@ -586,7 +663,9 @@ async fn run_variant(
         },
         ready_ms: ready.as_secs_f64() * 1000.0,
         raw_before_drain,
+        raw_cost,
         drain,
+        drain_cost,
         paced,
         cpu_ms_per_start: (cpu_after - at_ready) * 1000.0 / starts_total as f64,
         peak_rss_mib: peak_rss_kib as f64 / 1024.0,

@@ -1,5 +1,8 @@
-//! What the benchmark reads from `/proc`: a process's CPU time and peak resident memory, and
-//! the machine the figures were taken on (they mean little without it).
+//! What the benchmark reads from `/proc`: a process's CPU time and peak resident memory, a
+//! process tree's CPU time, the machine's busy time, and the machine the figures were taken
+//! on (they mean little without it).
+
+use std::collections::HashMap;
 
 use serde::Serialize;
 
@@ -48,6 +51,84 @@ fn parse_cpu_seconds(stat: &str) -> Option<f64> {
     let utime: u64 = fields.get(11)?.parse().ok()?;
     let stime: u64 = fields.get(12)?.parse().ok()?;
     Some((utime + stime) as f64 / CLK_TCK)
+}
+
+/// `(ppid, utime + stime, cutime + cstime)` in ticks: field 4, 14 + 15 and 16 + 17.
+fn parse_tree_fields(stat: &str) -> Option<(u32, u64, u64)> {
+    let (_, rest) = stat.rsplit_once(')')?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let number = |i: usize| fields.get(i)?.parse::<u64>().ok();
+    let ppid = u32::try_from(number(1)?).ok()?;
+    Some((ppid, number(11)? + number(12)?, number(13)? + number(14)?))
+}
+
+/// CPU seconds of `pid` and of everything it started: each live process of the tree counts
+/// its own time plus that of its children already reaped (`cutime`, `cstime`). So a
+/// PostgreSQL postmaster's figure includes every backend, ended connections too.
+pub fn tree_cpu_seconds(pid: u32) -> Result<f64, BenchError> {
+    let mut processes: HashMap<u32, (u32, u64)> = HashMap::new();
+    let entries = std::fs::read_dir("/proc").map_err(|source| BenchError::Io {
+        what: "listing /proc".to_owned(),
+        source,
+    })?;
+    for entry in entries.flatten() {
+        let Some(id) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        // A process may end between the listing and the read: it is then its parent's.
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        if let Some((ppid, own, reaped)) = parse_tree_fields(&stat) {
+            processes.insert(id, (ppid, own + reaped));
+        }
+    }
+    Ok(sum_tree(&processes, pid)
+        .ok_or_else(|| BenchError::Failed(format!("process {pid} is not running")))? as f64
+        / CLK_TCK)
+}
+
+/// The ticks of `root` and its descendants in `processes` (pid → (ppid, ticks)).
+fn sum_tree(processes: &HashMap<u32, (u32, u64)>, root: u32) -> Option<u64> {
+    let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
+    for (pid, (ppid, _)) in processes {
+        children.entry(*ppid).or_default().push(*pid);
+    }
+    let mut total = processes.get(&root)?.1;
+    let mut stack = children.get(&root).cloned().unwrap_or_default();
+    while let Some(pid) = stack.pop() {
+        total += processes.get(&pid).map_or(0, |(_, ticks)| *ticks);
+        stack.extend(children.get(&pid).into_iter().flatten());
+    }
+    Some(total)
+}
+
+/// The machine's CPU time so far, in seconds summed over CPUs: `(busy, all)`, where idle and
+/// I/O wait are the difference (the first line of `/proc/stat`).
+pub fn machine_cpu_seconds() -> Result<(f64, f64), BenchError> {
+    let stat = std::fs::read_to_string("/proc/stat").map_err(|source| BenchError::Io {
+        what: "reading /proc/stat".to_owned(),
+        source,
+    })?;
+    parse_machine_cpu(&stat).ok_or_else(|| BenchError::Failed("/proc/stat has no cpu line".into()))
+}
+
+fn parse_machine_cpu(stat: &str) -> Option<(f64, f64)> {
+    let line = stat.lines().find(|line| line.starts_with("cpu "))?;
+    // user nice system idle iowait irq softirq steal (guest time is inside user already).
+    let ticks: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .map(|n| n.parse().ok())
+        .collect::<Option<_>>()?;
+    let all: u64 = ticks.iter().sum();
+    let idle = ticks.get(3)? + ticks.get(4)?;
+    Some(((all - idle) as f64 / CLK_TCK, all as f64 / CLK_TCK))
 }
 
 fn status_kib(status: &str, key: &str) -> Option<u64> {
@@ -117,6 +198,29 @@ mod tests {
         let stat =
             "4242 (osp worker) S 1 4242 4242 0 -1 4194560 1000 0 0 0 150 25 0 0 20 0 9 0 100 0 0";
         assert_eq!(parse_cpu_seconds(stat), Some(1.75));
+    }
+
+    #[test]
+    fn a_tree_counts_live_descendants_and_reaped_children_once() {
+        let stat = "7 (postgres: bench [local] idle) S 3 7 7 0 -1 0 0 0 0 0 150 25 40 5 20 0";
+        assert_eq!(parse_tree_fields(stat), Some((3, 175, 45)));
+        // 1 ─ 2 ─ 4, and 3 beside it; 2's ticks hold its reaped children already.
+        let processes: HashMap<u32, (u32, u64)> =
+            [(1, (0, 10)), (2, (1, 20)), (3, (9, 40)), (4, (2, 5))].into();
+        assert_eq!(sum_tree(&processes, 1), Some(35));
+        assert_eq!(sum_tree(&processes, 3), Some(40));
+        assert_eq!(sum_tree(&processes, 8), None);
+        // Read in this order: the tree's figure is taken later, so it cannot be less.
+        let alone = usage(std::process::id()).unwrap().cpu_seconds;
+        assert!(tree_cpu_seconds(std::process::id()).unwrap() >= alone);
+    }
+
+    #[test]
+    fn machine_time_leaves_out_idle_and_io_wait() {
+        let stat = "cpu  100 20 30 400 50 1 2 3 0 0\ncpu0 1 2 3 4 5 6 7 8 0 0\n";
+        assert_eq!(parse_machine_cpu(stat), Some((1.56, 6.06)));
+        let (busy, all) = machine_cpu_seconds().unwrap();
+        assert!(busy <= all && all > 0.0);
     }
 
     #[test]

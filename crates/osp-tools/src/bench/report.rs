@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 
 use super::Options;
 use super::Results;
+use super::bridge::CostPerStart;
 use super::ceiling::LoopFigures;
 use super::history::{HistoryResults, RelationSize, ratio, ratio_cell};
 use super::machine::Machine;
@@ -314,6 +315,12 @@ pub fn markdown(results: &Results, options: &Options, info: &RunInfo) -> String 
                 v.peak_rss_mib,
             );
         }
+        cost_table(
+            &mut out,
+            b.variants
+                .iter()
+                .map(|v| (v.variant, &v.raw_cost, &v.drain_cost)),
+        );
         let failures: Vec<String> = b
             .variants
             .iter()
@@ -615,6 +622,42 @@ fn goals(out: &mut String, results: &Results) {
     }
 }
 
+/// Each bridge run's CPU per start by process, beside the raw starts' just before it: what
+/// the bridge's figures cost, and how much of it is the server's.
+fn cost_table<'a>(
+    out: &mut String,
+    runs: impl IntoIterator<Item = (&'a str, &'a CostPerStart, &'a CostPerStart)>,
+) {
+    let mut runs = runs.into_iter().peekable();
+    if runs.peek().is_none() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\nCPU per start by process, in ms: each process's CPU time over the drain (bridges ready → the last backlog job settled; PostgreSQL with every backend) divided by the starts, and the same over the raw-start run just before it (\"raw\"). Machine busy: all CPUs, raw run → drain.\n"
+    );
+    let _ = writeln!(
+        out,
+        "| run | Temporal, raw | Temporal, drain | PostgreSQL | PgBouncer | bridge | bench client, raw → drain | machine busy % |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|");
+    for (name, raw, drain) in runs {
+        let _ = writeln!(
+            out,
+            "| {name} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} → {:.2} | {:.0} → {:.0} |",
+            raw.temporal_ms,
+            drain.temporal_ms,
+            drain.postgres_ms,
+            drain.pgbouncer_ms,
+            drain.bridge_ms,
+            raw.bench_ms,
+            drain.bench_ms,
+            raw.machine_busy_percent,
+            drain.machine_busy_percent,
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::ceiling::LoopFigures;
@@ -657,6 +700,35 @@ mod tests {
         ] {
             assert!(out.lines().any(|l| l == line), "{line} not in\n{out}");
         }
+    }
+
+    #[test]
+    fn the_cost_table_puts_each_process_beside_the_raw_run() {
+        let raw = CostPerStart {
+            temporal_ms: 6.7,
+            bench_ms: 0.35,
+            machine_busy_percent: 70.4,
+            ..CostPerStart::default()
+        };
+        let drain = CostPerStart {
+            temporal_ms: 10.1,
+            postgres_ms: 3.36,
+            pgbouncer_ms: 0.02,
+            bridge_ms: 0.83,
+            bench_ms: 0.05,
+            machine_busy_percent: 79.0,
+        };
+        let mut out = String::new();
+        cost_table(&mut out, [("listen", &raw, &drain)]);
+        assert!(
+            out.lines()
+                .any(|l| l
+                    == "| listen | 6.70 | 10.10 | 3.36 | 0.02 | 0.83 | 0.35 → 0.05 | 70 → 79 |"),
+            "{out}"
+        );
+        let mut none = String::new();
+        cost_table(&mut none, []);
+        assert!(none.is_empty());
     }
 
     #[test]
