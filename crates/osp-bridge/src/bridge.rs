@@ -223,7 +223,7 @@ impl Bridge {
             metrics: bridge_metrics.clone(),
             health: health.clone(),
             batch: settings.batch_size,
-            max_in_flight,
+            chunk: backlog_chunk(settings.batch_size, max_in_flight),
             lease: settings.lease,
             sweep: settings.sweep_interval,
             fallback_sweep: settings.fallback_sweep_interval,
@@ -259,24 +259,26 @@ struct ClaimLoop {
     metrics: BridgeMetrics,
     health: Health,
     batch: u32,
-    max_in_flight: usize,
+    /// The free slots a claim waits for while a backlog is known ([`backlog_chunk`]).
+    chunk: u32,
     lease: Duration,
     sweep: Duration,
     fallback_sweep: Duration,
 }
 
-/// The free dispatch slots the claim loop waits for before it claims. While a backlog is known
-/// (the last claim asked for at least this many and came back full) it waits for a quarter of
-/// the bound (at most a batch), so that under load one claim statement takes many jobs instead
-/// of one per start that ends; the starts still in flight keep Temporal busy meanwhile, and
-/// the backlog drains as fast. Otherwise one slot is enough: a new job is claimed as soon as
-/// it is announced.
-fn slots_to_claim(backlog: bool, batch: u32, max_in_flight: usize) -> u32 {
-    if !backlog {
-        return 1;
-    }
+/// The free dispatch slots the claim loop waits for while a backlog is known (the last claim
+/// asked for at least this many and came back full): a quarter of the bound, at most a batch.
+/// Under load one claim statement then takes many jobs instead of one per start that ends;
+/// the starts still in flight keep Temporal busy meanwhile, and the backlog drains as fast.
+/// Without a backlog one slot is enough: a new job is claimed as soon as it is announced.
+fn backlog_chunk(batch: u32, max_in_flight: usize) -> u32 {
     let quarter = u32::try_from(max_in_flight / 4).unwrap_or(u32::MAX);
     quarter.min(batch).max(1)
+}
+
+/// The free slots to wait for before the next claim: `chunk` under a backlog, else one.
+fn slots_to_claim(backlog: bool, chunk: u32) -> u32 {
+    if backlog { chunk } else { 1 }
 }
 
 impl ClaimLoop {
@@ -298,7 +300,7 @@ impl ClaimLoop {
                 }
             }
             let room = self.permits.available_permits();
-            let need = slots_to_claim(backlog, self.batch, self.max_in_flight);
+            let need = slots_to_claim(backlog, self.chunk);
             if room < usize::try_from(need).unwrap_or(usize::MAX) {
                 tokio::select! {
                     () = &mut shutdown => return,
@@ -324,7 +326,7 @@ impl ClaimLoop {
                     let full = u32::try_from(count).unwrap_or(u32::MAX) >= want;
                     // A full claim of one or two slots says little; one of a whole chunk says
                     // that at least that many were waiting.
-                    backlog = full && want >= slots_to_claim(true, self.batch, self.max_in_flight);
+                    backlog = full && want >= self.chunk;
                     if full {
                         // A full batch: more may be waiting.
                         continue;
@@ -544,16 +546,16 @@ impl Drain<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::slots_to_claim;
+    use super::{backlog_chunk, slots_to_claim};
 
     #[test]
     fn under_a_backlog_claims_wait_for_a_quarter_of_the_bound_at_most_a_batch() {
         // Nothing known to wait: claim as soon as one slot is free.
-        assert_eq!(slots_to_claim(false, 100, 32), 1);
-        assert_eq!(slots_to_claim(true, 100, 32), 8);
-        assert_eq!(slots_to_claim(true, 5, 32), 5);
+        assert_eq!(slots_to_claim(false, backlog_chunk(100, 32)), 1);
+        assert_eq!(slots_to_claim(true, backlog_chunk(100, 32)), 8);
+        assert_eq!(slots_to_claim(true, backlog_chunk(5, 32)), 5);
         // Small bounds still claim.
-        assert_eq!(slots_to_claim(true, 100, 3), 1);
-        assert_eq!(slots_to_claim(true, 100, 1), 1);
+        assert_eq!(slots_to_claim(true, backlog_chunk(100, 3)), 1);
+        assert_eq!(slots_to_claim(true, backlog_chunk(100, 1)), 1);
     }
 }

@@ -11,7 +11,7 @@ mod common;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::{Env, HEAVY, RunningBridge, bootstrap_data, emit, wait_settled};
+use common::{Env, HEAVY, RunningBridge, bootstrap_data, emit, emit_bootstrap, wait_settled};
 use osp_core::events::{ORGANIZATION_BOOTSTRAP_INITIATED, ORGANIZATION_BOOTSTRAP_WORKFLOW_STARTED};
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -180,14 +180,7 @@ async fn every_bad_event_fails_with_a_reason_and_every_good_one_is_delivered() {
         .await;
         expected.insert(case.stream, case.expected);
         // A good one after every bad one: the bridge goes on delivering.
-        let organization = Uuid::new_v4();
-        emit(
-            &client,
-            organization,
-            ORGANIZATION_BOOTSTRAP_INITIATED,
-            &bootstrap_data(organization),
-        )
-        .await;
+        let organization = emit_bootstrap(&client).await;
         good.push(organization);
         if index == bad.len() / 2 {
             // Kinds that need a route of their own.
@@ -361,14 +354,7 @@ async fn an_event_starts_its_workflow_within_milliseconds_of_its_commit() {
     .await;
     let mut latencies = Vec::new();
     for _ in 0..30 {
-        let organization = Uuid::new_v4();
-        emit(
-            &client,
-            organization,
-            ORGANIZATION_BOOTSTRAP_INITIATED,
-            &bootstrap_data(organization),
-        )
-        .await;
+        let organization = emit_bootstrap(&client).await;
         // The database's own clocks: the routed event's append and the started event's.
         let latency = common::eventually(Duration::from_secs(10), "the start", || async {
             client

@@ -11,8 +11,7 @@ mod common;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::{Env, HEAVY, bootstrap_data, connect, emit, emit_bootstraps, eventually};
-use osp_core::events::ORGANIZATION_BOOTSTRAP_INITIATED;
+use common::{Env, HEAVY, connect, emit, emit_bootstrap, emit_bootstraps, eventually};
 use serde_json::json;
 use tokio_postgres::Client;
 use tokio_postgres::types::Type;
@@ -113,14 +112,7 @@ async fn an_expired_lease_is_claimed_again_and_fences_its_old_holder_out() {
     let _turn = HEAVY.lock().await;
     let env = Env::start().await;
     let client = connect(&env.pooled_url).await;
-    let organization = Uuid::new_v4();
-    emit(
-        &client,
-        organization,
-        ORGANIZATION_BOOTSTRAP_INITIATED,
-        &bootstrap_data(organization),
-    )
-    .await;
+    emit_bootstrap(&client).await;
     let [(job, attempt)] = claim(&client, "old", 10, 1_500).await[..] else {
         panic!("one job expected");
     };
@@ -211,14 +203,7 @@ async fn a_failed_attempt_comes_back_at_its_retry_time_and_a_final_failure_stays
     let _turn = HEAVY.lock().await;
     let env = Env::start().await;
     let client = connect(&env.pooled_url).await;
-    let organization = Uuid::new_v4();
-    emit(
-        &client,
-        organization,
-        ORGANIZATION_BOOTSTRAP_INITIATED,
-        &bootstrap_data(organization),
-    )
-    .await;
+    emit_bootstrap(&client).await;
     let [(job, 1)] = claim(&client, "w", 10, 60_000).await[..] else {
         panic!("one job expected");
     };
@@ -455,14 +440,7 @@ async fn a_workflows_event_waits_until_the_bridge_has_recorded_its_start() {
     let _turn = HEAVY.lock().await;
     let env = Env::start().await;
     let client = connect(&env.pooled_url).await;
-    let organization = Uuid::new_v4();
-    emit(
-        &client,
-        organization,
-        ORGANIZATION_BOOTSTRAP_INITIATED,
-        &bootstrap_data(organization),
-    )
-    .await;
+    let organization = emit_bootstrap(&client).await;
     let workflow_id: String = client
         .query_typed(
             "select workflow_id from workflow_queue_projection where stream_id = $1",

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{
-    Env, HEAVY, RunningBridge, bootstrap_data, emit, emit_bootstraps, eventually, fast_listen,
+    Env, HEAVY, RunningBridge, emit_bootstrap, emit_bootstraps, eventually, fast_listen,
     wait_settled,
 };
 use futures::{SinkExt, StreamExt};
@@ -26,7 +26,6 @@ use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
-use uuid::Uuid;
 
 const KEY: &str = "test-service-role-key";
 const TOPIC: &str = "realtime:osp_workflow_queue";
@@ -262,14 +261,7 @@ async fn realtime_up(bridge: &RunningBridge) -> bool {
 
 /// Emits one bootstrap request and returns how long its start took, by the database's clock.
 async fn start_latency(client: &tokio_postgres::Client) -> f64 {
-    let organization = Uuid::new_v4();
-    emit(
-        client,
-        organization,
-        ORGANIZATION_BOOTSTRAP_INITIATED,
-        &bootstrap_data(organization),
-    )
-    .await;
+    let organization = emit_bootstrap(client).await;
     eventually(Duration::from_secs(20), "the start", || async {
         client
             .query_opt(

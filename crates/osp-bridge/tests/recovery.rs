@@ -13,10 +13,9 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::{
-    Env, HEAVY, RunningBridge, assert_one_execution_each, bootstrap_data, connect, emit,
-    emit_bootstraps, eventually, job_events, job_statuses, metric_value, wait_settled,
+    Env, HEAVY, RunningBridge, assert_one_execution_each, connect, emit_bootstrap, emit_bootstraps,
+    eventually, job_events, job_statuses, metric_value, wait_settled,
 };
-use osp_core::events::ORGANIZATION_BOOTSTRAP_INITIATED;
 use temporalio_client::UntypedWorkflow;
 use temporalio_client::WorkflowDescribeOptions;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -97,14 +96,7 @@ async fn killed_at_five_random_moments_the_bridge_loses_nothing_and_starts_nothi
                 let client = connect(&url).await;
                 let mut organizations = Vec::new();
                 for _ in 0..125 {
-                    let organization = Uuid::new_v4();
-                    emit(
-                        &client,
-                        organization,
-                        ORGANIZATION_BOOTSTRAP_INITIATED,
-                        &bootstrap_data(organization),
-                    )
-                    .await;
+                    let organization = emit_bootstrap(&client).await;
                     organizations.push(organization);
                     // Pacing, so that the kills land while work is flowing.
                     tokio::time::sleep(Duration::from_millis(60)).await;

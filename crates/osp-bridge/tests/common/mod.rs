@@ -247,6 +247,19 @@ pub async fn emit(
         .get(0)
 }
 
+/// One bootstrap request for a new organization; its id (the stream).
+pub async fn emit_bootstrap(client: &tokio_postgres::Client) -> Uuid {
+    let organization = Uuid::new_v4();
+    emit(
+        client,
+        organization,
+        ORGANIZATION_BOOTSTRAP_INITIATED,
+        &bootstrap_data(organization),
+    )
+    .await;
+    organization
+}
+
 /// `total` bootstrap requests from `writers` concurrent connections; the organization ids.
 pub async fn emit_bootstraps(url: &str, total: usize, writers: usize) -> Vec<Uuid> {
     let mut tasks = Vec::new();
@@ -257,14 +270,7 @@ pub async fn emit_bootstraps(url: &str, total: usize, writers: usize) -> Vec<Uui
             let client = connect(&url).await;
             let mut organizations = Vec::with_capacity(count);
             for _ in 0..count {
-                let organization = Uuid::new_v4();
-                emit(
-                    &client,
-                    organization,
-                    ORGANIZATION_BOOTSTRAP_INITIATED,
-                    &bootstrap_data(organization),
-                )
-                .await;
+                let organization = emit_bootstrap(&client).await;
                 organizations.push(organization);
             }
             organizations

@@ -24,7 +24,7 @@ use uuid::Uuid;
 
 use super::ceiling::{LoopFigures, RAW_START_TYPE, bootstrap_input, raw_start_rate};
 use super::drive::{closed_loop, open_loop};
-use super::machine::{machine_cpu_seconds, tree_cpu_seconds, usage};
+use super::machine::{ProcessTable, machine_cpu_seconds, usage};
 use super::stats::{Summary, summarize};
 use super::temporal::{epoch_seconds, raw_start, start_times};
 use super::worker::start_measured;
@@ -164,9 +164,10 @@ struct CpuSample {
 
 impl CpuSample {
     fn take(stack: &Stack, bridges: &[u32]) -> Result<Self, BenchError> {
+        let table = ProcessTable::read()?;
         let tree = |pid: Option<u32>, what: &str| {
             pid.ok_or_else(|| BenchError::Failed(format!("the {what} has no pid")))
-                .and_then(tree_cpu_seconds)
+                .and_then(|pid| table.tree_cpu_seconds(pid))
         };
         let (machine_busy, machine_all) = machine_cpu_seconds()?;
         Ok(CpuSample {

@@ -62,34 +62,47 @@ fn parse_tree_fields(stat: &str) -> Option<(u32, u64, u64)> {
     Some((ppid, number(11)? + number(12)?, number(13)? + number(14)?))
 }
 
-/// CPU seconds of `pid` and of everything it started: each live process of the tree counts
-/// its own time plus that of its children already reaped (`cutime`, `cstime`). So a
-/// PostgreSQL postmaster's figure includes every backend, ended connections too.
-pub fn tree_cpu_seconds(pid: u32) -> Result<f64, BenchError> {
-    let mut processes: HashMap<u32, (u32, u64)> = HashMap::new();
-    let entries = std::fs::read_dir("/proc").map_err(|source| BenchError::Io {
-        what: "listing /proc".to_owned(),
-        source,
-    })?;
-    for entry in entries.flatten() {
-        let Some(id) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        // A process may end between the listing and the read: it is then its parent's.
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        if let Some((ppid, own, reaped)) = parse_tree_fields(&stat) {
-            processes.insert(id, (ppid, own + reaped));
+/// Every process's parent and CPU ticks, read from `/proc` at one moment, so that several
+/// process trees are summed from one scan.
+pub struct ProcessTable {
+    /// pid → (ppid, own ticks plus those of its children already reaped).
+    processes: HashMap<u32, (u32, u64)>,
+}
+
+impl ProcessTable {
+    pub fn read() -> Result<Self, BenchError> {
+        let mut processes = HashMap::new();
+        let entries = std::fs::read_dir("/proc").map_err(|source| BenchError::Io {
+            what: "listing /proc".to_owned(),
+            source,
+        })?;
+        for entry in entries.flatten() {
+            let Some(id) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            // A process may end between the listing and the read: it is then its parent's.
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+                continue;
+            };
+            if let Some((ppid, own, reaped)) = parse_tree_fields(&stat) {
+                processes.insert(id, (ppid, own + reaped));
+            }
         }
+        Ok(ProcessTable { processes })
     }
-    Ok(sum_tree(&processes, pid)
-        .ok_or_else(|| BenchError::Failed(format!("process {pid} is not running")))? as f64
-        / CLK_TCK)
+
+    /// CPU seconds of `pid` and of everything it started: each live process of the tree
+    /// counts its own time plus that of its children already reaped (`cutime`, `cstime`).
+    /// So a PostgreSQL postmaster's figure includes every backend, ended connections too.
+    pub fn tree_cpu_seconds(&self, pid: u32) -> Result<f64, BenchError> {
+        sum_tree(&self.processes, pid)
+            .map(|ticks| ticks as f64 / CLK_TCK)
+            .ok_or_else(|| BenchError::Failed(format!("process {pid} is not running")))
+    }
 }
 
 /// The ticks of `root` and its descendants in `processes` (pid → (ppid, ticks)).
@@ -212,7 +225,8 @@ mod tests {
         assert_eq!(sum_tree(&processes, 8), None);
         // Read in this order: the tree's figure is taken later, so it cannot be less.
         let alone = usage(std::process::id()).unwrap().cpu_seconds;
-        assert!(tree_cpu_seconds(std::process::id()).unwrap() >= alone);
+        let table = ProcessTable::read().unwrap();
+        assert!(table.tree_cpu_seconds(std::process::id()).unwrap() >= alone);
     }
 
     #[test]
