@@ -56,6 +56,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "batched_settlement",
         sql: include_str!("../migrations/0008_batched_settlement.sql"),
     },
+    Migration {
+        version: 9,
+        name: "scans_and_helpers",
+        sql: include_str!("../migrations/0009_scans_and_helpers.sql"),
+    },
 ];
 
 /// Held for the migration transaction; serialises migrators across processes. The value is

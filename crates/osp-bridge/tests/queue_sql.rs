@@ -2,13 +2,14 @@
 //! exclusive under concurrency (also with several jobs on one stream), an expired lease is
 //! claimed again and fences its old holder out, a failed attempt comes back at its retry
 //! time, many jobs settle in one statement each fenced on its claim, a workflow's events wait
-//! for its start to be recorded, and only `service_role` may call the functions.
+//! for its start to be recorded, only `service_role` may call the functions, and none of the
+//! statements reads a table whole, however many jobs the queue holds.
 
 #![allow(clippy::unwrap_used, reason = "tests")]
 
 mod common;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use common::{Env, HEAVY, connect, emit, emit_bootstrap, emit_bootstraps, eventually};
@@ -507,5 +508,88 @@ async fn a_workflows_event_waits_until_the_bridge_has_recorded_its_start() {
             "workflow.queue.completed",
             "organization.step.recorded",
         ]
+    );
+}
+
+/// How often each table has been read whole (sequential scans) by this connection's backend
+/// and not yet reported, this transaction included (`pg_stat_xact_user_tables`). The routes
+/// are left out: a handful of rows, read whole by design.
+async fn whole_reads(client: &Client) -> HashMap<String, i64> {
+    client
+        .query_typed(
+            "select relname::text, seq_scan from pg_stat_xact_user_tables
+             where relid <> 'osp_metadata.workflow_routes'::regclass",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect()
+}
+
+/// The tables read whole since `before`, within the same transaction, and how often.
+async fn read_whole_since(client: &Client, before: &HashMap<String, i64>) -> Vec<(String, i64)> {
+    let mut read: Vec<(String, i64)> = whole_reads(client)
+        .await
+        .into_iter()
+        .map(|(table, scans)| {
+            let earlier = before.get(&table).copied().unwrap_or(0);
+            (table, scans - earlier)
+        })
+        .filter(|(_, scans)| *scans > 0)
+        .collect();
+    read.sort();
+    read
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_emit_a_claim_and_a_settlement_read_no_table_whole_however_many_jobs_it_holds() {
+    let _turn = HEAVY.lock().await;
+    let env = Env::start().await;
+    // Enough jobs that reading the whole queue projection into a hash join looks cheaper to
+    // the planner than one index look-up per element of a settlement (it cannot see how
+    // many a JSON array holds and assumes 100), with fresh statistics, as autovacuum keeps
+    // them. Before migration 0009 every claim read every pending job, and every settlement
+    // statement the whole projection.
+    emit_bootstraps(&env.pooled_url, 3000, 4).await;
+    let client = connect(&env.pooled_url).await;
+    client.batch_execute("analyze").await.unwrap();
+
+    // One transaction per statement, as the bridge and clients send them; explicit, so that
+    // the pooler keeps it on one server connection, whose counters are read before and
+    // after the statement (they also hold earlier transactions' counts until reported).
+    client.batch_execute("begin").await.unwrap();
+    let before = whole_reads(&client).await;
+    emit_bootstrap(&client).await;
+    let emit = read_whole_since(&client, &before).await;
+    client.batch_execute("commit").await.unwrap();
+
+    client.batch_execute("begin").await.unwrap();
+    let before = whole_reads(&client).await;
+    let claimed = claim(&client, "w", 1, 60_000).await;
+    let claim_scans = read_whole_since(&client, &before).await;
+    client.batch_execute("commit").await.unwrap();
+    let [(job, attempt)] = claimed[..] else {
+        panic!("one job expected, got {claimed:?}");
+    };
+
+    client.batch_execute("begin").await.unwrap();
+    let before = whole_reads(&client).await;
+    let rows = settle(
+        &client,
+        json!([{"job_id": job, "attempt": attempt, "outcome": "complete",
+                "workflow_id": "wf-1", "workflow_run_id": "run-1"}]),
+    )
+    .await;
+    let settle_scans = read_whole_since(&client, &before).await;
+    client.batch_execute("commit").await.unwrap();
+    assert_eq!(rows, [(job, attempt, "done".to_owned(), None)]);
+
+    let none: Vec<(String, i64)> = Vec::new();
+    assert_eq!(
+        [emit, claim_scans, settle_scans],
+        [none.clone(), none.clone(), none],
+        "tables read whole by an emit, a claim and a settlement, with 3000 jobs queued"
     );
 }

@@ -1,10 +1,13 @@
 //! The bridge scenario: the real `osp-bridge` binary, four ways (LISTEN on a direct
 //! connection; sweeps only, LISTEN pointed at the transaction-mode PgBouncer where
 //! notifications never arrive; queries through PgBouncer with LISTEN direct, the Supabase
-//! shape; two bridges on the same queue, LISTEN direct). Each run first drains a backlog queued before it started (its sustained
-//! throughput), then takes bootstrap events emitted at a fixed rate R for T seconds (its
-//! latency). Latencies come from the database's and Temporal's own timestamps; the baseline
-//! is the same start request sent straight to Temporal at the same rate in the same run.
+//! shape; two bridges on the same queue, LISTEN direct). Each run measures the raw start
+//! rate on the server as it is then, drains a backlog queued before the bridge started (its
+//! sustained throughput, against that raw rate), then sends the same start request straight
+//! to Temporal at R, half that raw rate, for T seconds (the baseline) and takes bootstrap
+//! events emitted at R for T seconds through the bridge (its latency, against the baseline's).
+//! The dev server slows as executions accumulate over the run, so each run's yardsticks are
+//! its own. Latencies come from the database's and Temporal's own timestamps.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -221,6 +224,8 @@ pub struct VariantResults {
     pub drain: Drain,
     /// What each start of the drain cost (bridges ready to the last job settled).
     pub drain_cost: CostPerStart,
+    /// Raw starts at the paced rate, right before the paced phase: its latency yardstick.
+    pub baseline: Baseline,
     pub paced: Paced,
     /// Bridge CPU (all its processes) from ready to the end of the paced phase, per
     /// workflow started, in ms.
@@ -232,12 +237,6 @@ pub struct VariantResults {
 /// The whole bridge scenario.
 #[derive(Debug, Clone, Serialize)]
 pub struct BridgeResults {
-    /// The raw start rate (closed loop) R derives from.
-    pub raw_start_rate: f64,
-    /// Measured here because the ceiling scenario did not run.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub raw_starts: Option<LoopFigures>,
-    pub baseline: Baseline,
     pub variants: Vec<VariantResults>,
     /// `OSP_BRIDGE_MAX_IN_FLIGHT` of every bridge run.
     pub bridge_in_flight: usize,
@@ -247,10 +246,6 @@ pub struct BridgeResults {
 impl BridgeResults {
     pub fn json_lines(&self) -> Vec<Value> {
         let mut lines = Vec::new();
-        if let Some(raw) = &self.raw_starts {
-            lines.push(json!({"scenario": "ceiling.raw_starts", "workflow": RAW_START_TYPE, "worker": "none", "figures": raw}));
-        }
-        lines.push(json!({"scenario": "bridge.baseline", "what": "raw starts at the bridge's rate", "raw_start_rate": self.raw_start_rate, "figures": self.baseline}));
         for variant in &self.variants {
             lines.push(json!({
                 "scenario": format!("bridge.{}", variant.variant),
@@ -394,67 +389,58 @@ fn ms_between(from: Option<f64>, to: Option<f64>) -> Option<f64> {
     Some((to? - from?) * 1000.0)
 }
 
-/// Runs the bridge scenario. `raw_rate` is the ceiling's raw start rate when it ran.
+/// Runs the bridge scenario.
 pub async fn run(
     stack: &Stack,
     client: &Client,
     binary: &Path,
     options: &Options,
-    raw_rate: Option<f64>,
 ) -> Result<BridgeResults, BenchError> {
     let run_id = Uuid::new_v4().simple().to_string();
     let run_id = run_id[..8].to_owned();
-    let (raw_start_rate, raw_starts) = match raw_rate {
-        Some(rate) => (rate, None),
-        None if options.rate.is_some() => (0.0, None),
-        None => {
-            let figures =
-                raw_start_rate(client, options.workflows, options.concurrency, &run_id).await;
-            (figures.throughput, Some(figures))
-        }
-    };
-    let rate = options
-        .rate
-        .unwrap_or((raw_start_rate / 2.0).max(1.0))
-        .max(0.1);
-    let seconds = options.seconds;
     let db = osp_activities::db::connect(&stack.postgres.url("postgres")).await?;
     let observer = Observer { db };
     let emitter = Emitter {
         pool: osp_activities::db::pool(&stack.postgres.url("postgres"), EMITTER_POOL)?,
     };
 
-    let baseline = baseline(client, &observer, rate, seconds, &run_id).await?;
     let mut variants = Vec::new();
     for variant in VARIANTS {
         variants.push(
             run_variant(
-                stack, binary, options, &observer, &emitter, client, variant, rate,
+                stack, binary, options, &observer, &emitter, client, variant, &run_id,
             )
             .await?,
         );
     }
     Ok(BridgeResults {
-        raw_start_rate,
-        raw_starts,
-        baseline,
         variants,
         bridge_in_flight: options.bridge_in_flight(),
         sweep_ms: options.sweep_ms,
     })
 }
 
+/// The paced rate of a run whose raw start rate, measured just before it, is `raw`:
+/// `--rate` when given, else half of `raw`.
+fn paced_rate(options: &Options, raw: f64) -> f64 {
+    options.rate.unwrap_or((raw / 2.0).max(1.0)).max(0.1)
+}
+
 /// Raw starts at `rate` for `seconds`, straight to Temporal.
 async fn baseline(
     client: &Client,
     observer: &Observer,
+    variant: Variant,
     rate: f64,
     seconds: f64,
     run_id: &str,
 ) -> Result<Baseline, BenchError> {
-    progress!("bridge: baseline: raw starts at {rate:.1}/s for {seconds} s");
+    progress!(
+        "bridge {}: baseline: raw starts at {rate:.1}/s for {seconds} s",
+        variant.name
+    );
     let since = observer.since().await?;
-    let id = |i: usize| format!("bench-paced-{run_id}-{i}");
+    let id = |i: usize| format!("bench-paced-{run_id}-{}-{i}", variant.name);
     let outcome = open_loop(rate, seconds, |i| async move {
         raw_start(
             client,
@@ -499,7 +485,8 @@ async fn baseline(
     };
     if let Some(ack) = &figures.ack_ms {
         progress!(
-            "bridge: baseline: ack p50 {:.1} ms, p99 {:.1} ms ({} failed)",
+            "bridge {}: baseline: ack p50 {:.1} ms, p99 {:.1} ms ({} failed)",
+            variant.name,
             ack.p50,
             ack.p99,
             figures.failed
@@ -520,7 +507,7 @@ async fn run_variant(
     emitter: &Emitter,
     client: &Client,
     variant: Variant,
-    rate: f64,
+    run_id: &str,
 ) -> Result<VariantResults, BenchError> {
     let direct = stack.postgres.url("postgres");
     let pooled = stack.pgbouncer.url("postgres");
@@ -636,6 +623,10 @@ async fn run_variant(
         drain.throughput
     );
 
+    // The paced phase's rate and its yardstick, on the server as the drain left it: the
+    // raw starts at the same rate run right before it, with the bridge idle.
+    let rate = paced_rate(options, raw_before_drain.throughput);
+    let baseline = baseline(client, observer, variant, rate, options.seconds, run_id).await?;
     let paced = paced(observer, emitter, client, variant, rate, options.seconds).await;
     let mut cpu_after = 0.0;
     let mut peak_rss_kib = 0;
@@ -667,6 +658,7 @@ async fn run_variant(
         raw_cost,
         drain,
         drain_cost,
+        baseline,
         paced,
         cpu_ms_per_start: (cpu_after - at_ready) * 1000.0 / starts_total as f64,
         peak_rss_mib: peak_rss_kib as f64 / 1024.0,

@@ -5,8 +5,9 @@
 //! written, in a few statements, checked against those functions by `load`'s test. Measured
 //! operations, one at a time on one direct connection: a client's emit of a bootstrap
 //! request (routed, so it enqueues a job), a claim of one job, its settlement
-//! (`complete_workflow_job`: the started and completed events), and the emits a bootstrap's
-//! activities make with their idempotency keys, as the activities make them.
+//! (`settle_workflow_jobs`, as the bridge settles: the started and completed events), and
+//! the emits a bootstrap's activities make with their idempotency keys, as the activities
+//! make them.
 
 mod load;
 
@@ -440,25 +441,26 @@ async fn measure_block(
         claimed.extend(job);
     }
     for job in &claimed {
-        let run_id = Uuid::new_v4().to_string();
+        // As the bridge settles: one element of `api.settle_workflow_jobs`.
+        let settlement = json!([{
+            "job_id": job.job_id,
+            "attempt": job.attempt,
+            "outcome": "complete",
+            "workflow_id": job.workflow_id,
+            "workflow_run_id": Uuid::new_v4().to_string(),
+        }]);
         samples
             .time(2, async {
                 let rows = db
                     .query_typed(
-                        "select api.complete_workflow_job($1, $2, $3, $4, $5, false)",
-                        &[
-                            (&job.job_id, Type::UUID),
-                            (&WORKER_ID, Type::TEXT),
-                            (&job.attempt, Type::INT4),
-                            (&job.workflow_id, Type::TEXT),
-                            (&run_id, Type::TEXT),
-                        ],
+                        "select settled from api.settle_workflow_jobs($1, $2)",
+                        &[(&WORKER_ID, Type::TEXT), (&settlement, Type::JSONB)],
                     )
                     .await
                     .map_err(|e| error_chain(&e))?;
-                match rows.first().and_then(|row| row.get::<_, Option<bool>>(0)) {
-                    Some(true) => Ok(()),
-                    _ => Err("complete_workflow_job did not settle the job".to_owned()),
+                match rows.first().map(|row| row.get::<_, String>(0)).as_deref() {
+                    Some("done") => Ok(()),
+                    _ => Err("settle_workflow_jobs did not settle the job".to_owned()),
                 }
             })
             .await;

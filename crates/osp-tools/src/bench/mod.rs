@@ -82,12 +82,13 @@ pub struct Options {
     /// Workflows or starts in flight in those runs
     #[arg(long, value_name = "C", default_value_t = 50, value_parser = positive)]
     pub concurrency: usize,
-    /// Bridge scenario: bootstrap events per second [default: half the raw start rate
-    /// measured in the same run]
+    /// Bridge scenario: bootstrap events per second, and raw starts per second of each
+    /// run's baseline [default: half the raw start rate measured just before each run]
     #[arg(long, value_name = "R", allow_negative_numbers = true, value_parser = positive_float)]
     pub rate: Option<f64>,
-    /// Bridge scenario: how long events are emitted at R
-    #[arg(long, value_name = "T", default_value_t = 20.0, allow_negative_numbers = true,
+    /// Bridge scenario: how long each run's baseline sends raw starts at R, and then how long
+    /// events are emitted at R through the bridge
+    #[arg(long, value_name = "T", default_value_t = 15.0, allow_negative_numbers = true,
           value_parser = positive_float)]
     pub seconds: f64,
     /// Bridge scenario: events queued before the bridge starts, for its throughput
@@ -277,8 +278,7 @@ pub async fn run_with(options: &Options) -> Result<(), BenchError> {
         results.node = Some(node);
     }
     if let Some(bridge_bin) = &bridge_bin {
-        let raw_rate = results.ceiling.as_ref().map(|c| c.raw_starts.throughput);
-        let bridge = bridge::run(&stack, &client, bridge_bin, options, raw_rate).await?;
+        let bridge = bridge::run(&stack, &client, bridge_bin, options).await?;
         for line in bridge.json_lines() {
             emit_line(&line);
         }

@@ -260,14 +260,17 @@ pub fn markdown(results: &Results, options: &Options, info: &RunInfo) -> String 
     if let Some(b) = &results.bridge {
         let _ = writeln!(
             out,
-            "### Bridge: bootstrap events at {:.1}/s for {} s; backlog of {} queued before start\n",
-            b.baseline.rate,
-            b.baseline.seconds,
-            b.variants.first().map_or(0, |v| v.drain.jobs)
+            "### Bridge: a backlog of {} queued before start, then bootstrap events at {} for {} s\n",
+            b.variants.first().map_or(0, |v| v.drain.jobs),
+            options.rate.map_or_else(
+                || "half the raw start rate".to_owned(),
+                |rate| format!("{rate:.1}/s")
+            ),
+            b.variants.first().map_or(0.0, |v| v.paced.seconds),
         );
         let _ = writeln!(
             out,
-            "Commit is the emitting transaction's commit time (`pg_xact_commit_timestamp`); \"start\" is the execution's start time in Temporal; `workflow_started` is the event the bridge writes once Temporal acknowledged the start. Baseline: the same start request sent straight to Temporal at the same rate (send → server start time, send → acknowledgement). Drain: the backlog's starts per second; \"raw\" is the closed-loop raw start rate with as many in flight as the bridge, measured just before each drain (the dev server slows as executions accumulate). Bridge max in flight: {}; sweeps-only fallback interval: {}.\n",
+            "Each run, in order: \"raw\", the closed-loop raw start rate with as many in flight as the bridge (the dev server slows as executions accumulate, so each run has its own); the drain, the backlog's starts per second; its baseline, the same start request sent straight to Temporal at the paced rate (send → server start time, send → acknowledgement); then the paced events through the bridge at that rate. Commit is the emitting transaction's commit time (`pg_xact_commit_timestamp`); \"start\" is the execution's start time in Temporal; `workflow_started` is the event the bridge writes once Temporal acknowledged the start. Bridge max in flight: {}; sweeps-only fallback interval: {}.\n",
             b.bridge_in_flight,
             b.sweep_ms
                 .map_or_else(|| "default (1000 ms)".to_owned(), |n| format!("{n} ms")),
@@ -277,26 +280,18 @@ pub fn markdown(results: &Results, options: &Options, info: &RunInfo) -> String 
             "| run | drain /s (raw /s) | paced /s | → start p50 / p99 / max ms | → `workflow_started` (≈ ack) p50 / p99 / max ms | ready ms | CPU ms per start | peak RSS MiB |"
         );
         let _ = writeln!(out, "|---|---|---|---|---|---|---|---|");
-        let _ = writeln!(
-            out,
-            "| baseline: raw starts at {:.1}/s | {} | – | {} | {} | – | – | – |",
-            b.baseline.rate,
-            // Not measured when --rate was given and the ceilings did not run.
-            if b.raw_start_rate > 0.0 {
-                format!(
-                    "{:.1} (raw, {} in flight)",
-                    b.raw_start_rate, options.concurrency
-                )
-            } else {
-                "–".to_owned()
-            },
-            triple(b.baseline.to_server_start_ms.as_ref()),
-            triple(b.baseline.ack_ms.as_ref()),
-        );
         for v in &b.variants {
             let _ = writeln!(
                 out,
-                "| bridge: {} (DATABASE_URL {}, LISTEN {}{}) | {:.1} ({:.1}) | {:.1} | {} | {} | {:.0} | {:.2} | {:.1} |",
+                "| baseline of {}: raw starts at {:.1}/s | – | – | {} | {} | – | – | – |",
+                v.variant,
+                v.baseline.rate,
+                triple(v.baseline.to_server_start_ms.as_ref()),
+                triple(v.baseline.ack_ms.as_ref()),
+            );
+            let _ = writeln!(
+                out,
+                "| bridge: {} (DATABASE_URL {}, LISTEN {}{}) | {:.1} ({:.1}) | {:.1} at {:.1} | {} | {} | {:.0} | {:.2} | {:.1} |",
                 v.variant,
                 v.database_url,
                 v.listen_database_url,
@@ -308,6 +303,7 @@ pub fn markdown(results: &Results, options: &Options, info: &RunInfo) -> String 
                 v.drain.throughput,
                 v.raw_before_drain.throughput,
                 v.paced.throughput,
+                v.paced.rate,
                 triple(v.paced.commit_to_server_start_ms.as_ref()),
                 triple(v.paced.commit_to_started_event_ms.as_ref()),
                 v.ready_ms,
@@ -405,7 +401,7 @@ fn history_section(out: &mut String, h: &HistoryResults) {
     );
     let _ = writeln!(
         out,
-        "Generated on the server set-based, the rows `api.emit_domain_event`, `api.claim_workflow_jobs`, `api.complete_workflow_job` and their triggers would have written, in {:.1} s ({:.0} events/s): the job streams' events {:.1} s, further events {:.1} s, stream counters and projections {:.1} s, then `VACUUM (ANALYZE)` of both stores {:.1} s. {} streams. Then {} bootstraps on each store, in blocks of the same size alternating between the stores, one operation at a time on one direct connection: a client's emit of `organization.bootstrap.initiated` (routed: it enqueues a job), a claim of one job, its settlement (`api.complete_workflow_job`: the started and completed events), and each activity's emit as the activities make it (own transaction, statement bounds, idempotency key), with the email step's idempotency lookup and a retried emit whose key exists. The empty store holds only what the measurements write. Ratio: loaded / empty; ✓ within 10 %.\n",
+        "Generated on the server set-based, the rows `api.emit_domain_event`, `api.claim_workflow_jobs`, `api.complete_workflow_job` and their triggers would have written, in {:.1} s ({:.0} events/s): the job streams' events {:.1} s, further events {:.1} s, stream counters and projections {:.1} s, then `VACUUM (ANALYZE)` of both stores {:.1} s. {} streams. Then {} bootstraps on each store, in blocks of the same size alternating between the stores, one operation at a time on one direct connection: a client's emit of `organization.bootstrap.initiated` (routed: it enqueues a job), a claim of one job, its settlement as the bridge makes it (`api.settle_workflow_jobs` with one element: the started and completed events), and each activity's emit as the activities make it (own transaction, statement bounds, idempotency key), with the email step's idempotency lookup and a retried emit whose key exists. The empty store holds only what the measurements write. Ratio: loaded / empty; ✓ within 10 %.\n",
         l.seconds,
         l.events_per_second,
         l.events_seconds,
@@ -484,9 +480,8 @@ fn goals(out: &mut String, results: &Results) {
         let _ = writeln!(out, "| {goal} | {target} | {measured} | {} |", verdict(met));
     };
     if let Some(b) = &results.bridge {
-        let raw = b.baseline.ack_ms;
         for v in b.variants.iter().filter(|v| v.variant != "sweeps") {
-            let paced = v.paced.commit_to_started_event_ms;
+            let (paced, raw) = (v.paced.commit_to_started_event_ms, v.baseline.ack_ms);
             let over = |f: fn(&Summary) -> f64| match (paced, raw) {
                 (Some(p), Some(r)) => Some(f(&p) - f(&r)),
                 _ => None,
