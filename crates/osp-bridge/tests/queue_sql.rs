@@ -511,36 +511,44 @@ async fn a_workflows_event_waits_until_the_bridge_has_recorded_its_start() {
     );
 }
 
-/// How often each table has been read whole (sequential scans) by this connection's backend
-/// and not yet reported, this transaction included (`pg_stat_xact_user_tables`). The routes
-/// are left out: a handful of rows, read whole by design.
-async fn whole_reads(client: &Client) -> HashMap<String, i64> {
-    client
-        .query_typed(
-            "select relname::text, seq_scan from pg_stat_xact_user_tables
-             where relid <> 'osp_metadata.workflow_routes'::regclass",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| (row.get(0), row.get(1)))
-        .collect()
-}
-
-/// The tables read whole since `before`, within the same transaction, and how often.
-async fn read_whole_since(client: &Client, before: &HashMap<String, i64>) -> Vec<(String, i64)> {
-    let mut read: Vec<(String, i64)> = whole_reads(client)
+/// Runs `statement` in a transaction of its own, as the bridge and clients send them, and
+/// returns its result with the tables it read whole (sequential scans) and how often. The
+/// transaction is explicit, so that the pooler keeps it on one server connection, whose
+/// counters (`pg_stat_xact_user_tables`) are read before and after the statement: they also
+/// hold earlier transactions' counts until reported. The routes are left out: a handful of
+/// rows, read whole by design.
+async fn read_whole_by<T>(
+    client: &Client,
+    statement: impl Future<Output = T>,
+) -> (T, Vec<(String, i64)>) {
+    let scans = || async {
+        client
+            .query_typed(
+                "select relname::text, seq_scan from pg_stat_xact_user_tables
+                 where relid <> 'osp_metadata.workflow_routes'::regclass",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| (row.get::<_, String>(0), row.get::<_, i64>(1)))
+            .collect::<HashMap<_, _>>()
+    };
+    client.batch_execute("begin").await.unwrap();
+    let before = scans().await;
+    let result = statement.await;
+    let mut read: Vec<(String, i64)> = scans()
         .await
         .into_iter()
-        .map(|(table, scans)| {
+        .map(|(table, count)| {
             let earlier = before.get(&table).copied().unwrap_or(0);
-            (table, scans - earlier)
+            (table, count - earlier)
         })
-        .filter(|(_, scans)| *scans > 0)
+        .filter(|(_, count)| *count > 0)
         .collect();
+    client.batch_execute("commit").await.unwrap();
     read.sort();
-    read
+    (result, read)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -556,34 +564,23 @@ async fn an_emit_a_claim_and_a_settlement_read_no_table_whole_however_many_jobs_
     let client = connect(&env.pooled_url).await;
     client.batch_execute("analyze").await.unwrap();
 
-    // One transaction per statement, as the bridge and clients send them; explicit, so that
-    // the pooler keeps it on one server connection, whose counters are read before and
-    // after the statement (they also hold earlier transactions' counts until reported).
-    client.batch_execute("begin").await.unwrap();
-    let before = whole_reads(&client).await;
-    emit_bootstrap(&client).await;
-    let emit = read_whole_since(&client, &before).await;
-    client.batch_execute("commit").await.unwrap();
-
-    client.batch_execute("begin").await.unwrap();
-    let before = whole_reads(&client).await;
-    let claimed = claim(&client, "w", 1, 60_000).await;
-    let claim_scans = read_whole_since(&client, &before).await;
-    client.batch_execute("commit").await.unwrap();
+    let ((), emit) = read_whole_by(&client, async {
+        emit_bootstrap(&client).await;
+    })
+    .await;
+    let (claimed, claim_scans) = read_whole_by(&client, claim(&client, "w", 1, 60_000)).await;
     let [(job, attempt)] = claimed[..] else {
         panic!("one job expected, got {claimed:?}");
     };
-
-    client.batch_execute("begin").await.unwrap();
-    let before = whole_reads(&client).await;
-    let rows = settle(
+    let (rows, settle_scans) = read_whole_by(
         &client,
-        json!([{"job_id": job, "attempt": attempt, "outcome": "complete",
-                "workflow_id": "wf-1", "workflow_run_id": "run-1"}]),
+        settle(
+            &client,
+            json!([{"job_id": job, "attempt": attempt, "outcome": "complete",
+                    "workflow_id": "wf-1", "workflow_run_id": "run-1"}]),
+        ),
     )
     .await;
-    let settle_scans = read_whole_since(&client, &before).await;
-    client.batch_execute("commit").await.unwrap();
     assert_eq!(rows, [(job, attempt, "done".to_owned(), None)]);
 
     let none: Vec<(String, i64)> = Vec::new();

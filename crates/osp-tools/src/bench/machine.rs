@@ -43,17 +43,14 @@ pub fn usage(pid: u32) -> Result<Usage, BenchError> {
     })
 }
 
-/// `utime + stime` in seconds. The command name (field 2) may hold spaces and parentheses,
-/// so fields are counted from the last `)`: state is field 3, utime 14 and stime 15.
+/// `utime + stime` in seconds.
 fn parse_cpu_seconds(stat: &str) -> Option<f64> {
-    let (_, rest) = stat.rsplit_once(')')?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let utime: u64 = fields.get(11)?.parse().ok()?;
-    let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some((utime + stime) as f64 / CLK_TCK)
+    parse_tree_fields(stat).map(|(_, own, _)| own as f64 / CLK_TCK)
 }
 
-/// `(ppid, utime + stime, cutime + cstime)` in ticks: field 4, 14 + 15 and 16 + 17.
+/// `(ppid, utime + stime, cutime + cstime)` in ticks: field 4, 14 + 15 and 16 + 17. The
+/// command name (field 2) may hold spaces and parentheses, so fields are counted from the
+/// last `)`.
 fn parse_tree_fields(stat: &str) -> Option<(u32, u64, u64)> {
     let (_, rest) = stat.rsplit_once(')')?;
     let fields: Vec<&str> = rest.split_whitespace().collect();
