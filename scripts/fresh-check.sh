@@ -62,10 +62,19 @@ rustup_home=${RUSTUP_HOME:-$HOME/.rustup}
 cargo_bin=$(dirname "$(command -v cargo)")
 [ -d "$rustup_home/toolchains" ] || die "no Rust toolchain under $rustup_home"
 
+# The root, setup's installs and the two builds in it take several GB (FRESH_CHECK_NEED_GB,
+# measured below); fail now, naming the place and the figures, rather than halfway through a
+# build with "No space left on device".
+need_gb=${FRESH_CHECK_NEED_GB:-10}
+tmp_root=${TMPDIR:-/var/tmp}
+free_gb=$(df -P -BG "$tmp_root" | awk 'NR == 2 { sub(/G$/, "", $4); print $4 }')
+[ "$free_gb" -ge "$need_gb" ] ||
+    die "$tmp_root has ${free_gb} GB free; the root and its builds need about ${need_gb} GB (set TMPDIR to a filesystem with more room)"
+
 mkdir -p "$state"
 # The root lives outside the work tree: it holds bind mounts of /dev and of the clone, which
 # nothing that walks or cleans the tree (grep -r, cargo clean, rm -rf target) may reach.
-work=$(mktemp -d "${TMPDIR:-/var/tmp}/osp-fresh-check.XXXXXX")
+work=$(mktemp -d "$tmp_root/osp-fresh-check.XXXXXX")
 rootfs=$work/root
 logs=$work/logs
 mkdir -p "$rootfs" "$logs"
@@ -187,7 +196,7 @@ in_root() {
         HOME=/root LANG=C.UTF-8 TERM=dumb CI="${CI:-}" \
         PATH=/opt/cargo-bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
         RUSTUP_HOME=/opt/rustup CARGO_HOME=/root/.cargo CARGO_TARGET_DIR=/work/target \
-        CARGO_TERM_COLOR=never \
+        CARGO_TERM_COLOR=never CARGO_INCREMENTAL=0 \
         /bin/bash -c 'cd /work/osp && "$@"' in-root "$@"
 }
 
