@@ -61,6 +61,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "scans_and_helpers",
         sql: include_str!("../migrations/0009_scans_and_helpers.sql"),
     },
+    Migration {
+        version: 10,
+        name: "held_routes",
+        sql: include_str!("../migrations/0010_held_routes.sql"),
+    },
 ];
 
 /// Held for the migration transaction; serialises migrators across processes. The value is

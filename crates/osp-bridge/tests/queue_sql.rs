@@ -2,8 +2,9 @@
 //! exclusive under concurrency (also with several jobs on one stream), an expired lease is
 //! claimed again and fences its old holder out, a failed attempt comes back at its retry
 //! time, many jobs settle in one statement each fenced on its claim, a workflow's events wait
-//! for its start to be recorded, only `service_role` may call the functions, and none of the
-//! statements reads a table whole, however many jobs the queue holds.
+//! for its start to be recorded, only `service_role` may call the functions, none of the
+//! statements reads a table whole, however many jobs the queue holds, and a claim reads none
+//! of a paused route's backlog.
 
 #![allow(clippy::unwrap_used, reason = "tests")]
 
@@ -511,23 +512,28 @@ async fn a_workflows_event_waits_until_the_bridge_has_recorded_its_start() {
     );
 }
 
+/// Tables read whole (sequential scans), by table. The routes are left out: a handful of rows,
+/// read whole by design.
+const READ_WHOLE: &str = "select relname::text, seq_scan from pg_stat_xact_user_tables
+                          where relid <> 'osp_metadata.workflow_routes'::regclass";
+
+/// Rows read, whole or through an index, by table.
+const ROWS_READ: &str = "select relname::text, seq_tup_read + coalesce(idx_tup_fetch, 0)
+                         from pg_stat_xact_user_tables";
+
 /// Runs `statement` in a transaction of its own, as the bridge and clients send them, and
-/// returns its result with the tables it read whole (sequential scans) and how often. The
-/// transaction is explicit, so that the pooler keeps it on one server connection, whose
-/// counters (`pg_stat_xact_user_tables`) are read before and after the statement: they also
-/// hold earlier transactions' counts until reported. The routes are left out: a handful of
-/// rows, read whole by design.
-async fn read_whole_by<T>(
+/// returns its result with how much each of the `counters` (a query of name and count) grew,
+/// where it did. The transaction is explicit, so that the pooler keeps it on one server
+/// connection, whose counters (`pg_stat_xact_user_tables`) are read before and after the
+/// statement: they also hold earlier transactions' counts until reported.
+async fn counted<T>(
     client: &Client,
+    counters: &str,
     statement: impl Future<Output = T>,
 ) -> (T, Vec<(String, i64)>) {
-    let scans = || async {
+    let read = || async {
         client
-            .query_typed(
-                "select relname::text, seq_scan from pg_stat_xact_user_tables
-                 where relid <> 'osp_metadata.workflow_routes'::regclass",
-                &[],
-            )
+            .query_typed(counters, &[])
             .await
             .unwrap()
             .iter()
@@ -535,20 +541,20 @@ async fn read_whole_by<T>(
             .collect::<HashMap<_, _>>()
     };
     client.batch_execute("begin").await.unwrap();
-    let before = scans().await;
+    let before = read().await;
     let result = statement.await;
-    let mut read: Vec<(String, i64)> = scans()
+    let mut grew: Vec<(String, i64)> = read()
         .await
         .into_iter()
-        .map(|(table, count)| {
-            let earlier = before.get(&table).copied().unwrap_or(0);
-            (table, count - earlier)
+        .map(|(name, count)| {
+            let earlier = before.get(&name).copied().unwrap_or(0);
+            (name, count - earlier)
         })
         .filter(|(_, count)| *count > 0)
         .collect();
     client.batch_execute("commit").await.unwrap();
-    read.sort();
-    (result, read)
+    grew.sort();
+    (result, grew)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -564,16 +570,17 @@ async fn an_emit_a_claim_and_a_settlement_read_no_table_whole_however_many_jobs_
     let client = connect(&env.pooled_url).await;
     client.batch_execute("analyze").await.unwrap();
 
-    let ((), emit) = read_whole_by(&client, async {
+    let ((), emit) = counted(&client, READ_WHOLE, async {
         emit_bootstrap(&client).await;
     })
     .await;
-    let (claimed, claim_scans) = read_whole_by(&client, claim(&client, "w", 1, 60_000)).await;
+    let (claimed, claim_scans) = counted(&client, READ_WHOLE, claim(&client, "w", 1, 60_000)).await;
     let [(job, attempt)] = claimed[..] else {
         panic!("one job expected, got {claimed:?}");
     };
-    let (rows, settle_scans) = read_whole_by(
+    let (rows, settle_scans) = counted(
         &client,
+        READ_WHOLE,
         settle(
             &client,
             json!([{"job_id": job, "attempt": attempt, "outcome": "complete",
@@ -589,4 +596,81 @@ async fn an_emit_a_claim_and_a_settlement_read_no_table_whole_however_many_jobs_
         [none.clone(), none.clone(), none],
         "tables read whole by an emit, a claim and a settlement, with 3000 jobs queued"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_reads_none_of_a_held_routes_backlog() {
+    let _turn = HEAVY.lock().await;
+    let env = Env::start().await;
+    // 3000 bootstrap jobs, then their route paused: they wait, ahead in claim order of the one
+    // job of another route enqueued after them. Before migration 0010 a claim read every
+    // held job on its way to that one.
+    emit_bootstraps(&env.pooled_url, 3000, 4).await;
+    let client = connect(&env.pooled_url).await;
+    client
+        .batch_execute(
+            "insert into osp_metadata.workflow_routes (event_type, workflow_type, workflow_id_template)
+             values ('test.step.happened', 'stepWorkflow', 'step-{event_id}');
+             select api.set_workflow_route_paused('organization.bootstrap.initiated', true);",
+        )
+        .await
+        .unwrap();
+    emit(
+        &client,
+        Uuid::new_v4(),
+        "test.step.happened",
+        &json!({"step": 1}),
+    )
+    .await;
+    let step_job: Uuid = client
+        .query_typed(
+            "select id from workflow_queue_projection where event_type = 'test.step.happened'",
+            &[],
+        )
+        .await
+        .unwrap()[0]
+        .get(0);
+    client.batch_execute("analyze").await.unwrap();
+
+    let (claimed, read) = counted(&client, ROWS_READ, claim(&client, "w", 10, 60_000)).await;
+    assert_eq!(
+        claimed,
+        [(step_job, 1)],
+        "only the job of the route not held"
+    );
+    let projection_rows = read
+        .iter()
+        .find(|(table, _)| table == "workflow_queue_projection")
+        .map_or(0, |(_, rows)| *rows);
+    // The claimed job is read a few times (selected, ordered, appended to, returned), and one
+    // row per event type found; none of the 3000 held.
+    assert!(
+        projection_rows <= 20,
+        "a claim past 3000 held jobs read {projection_rows} queue rows: {read:?}"
+    );
+
+    // Resumed, the backlog is claimable again, oldest first, through the claimable index.
+    let oldest: HashSet<Uuid> = client
+        .query_typed(
+            "select id from workflow_queue_projection where status = 'pending'
+             order by available_at, id limit 5",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    client
+        .batch_execute(
+            "select api.set_workflow_route_paused('organization.bootstrap.initiated', false)",
+        )
+        .await
+        .unwrap();
+    let resumed: HashSet<Uuid> = claim(&client, "w", 5, 60_000)
+        .await
+        .into_iter()
+        .map(|(job, _)| job)
+        .collect();
+    assert_eq!(resumed, oldest, "the five oldest held jobs, once resumed");
 }
