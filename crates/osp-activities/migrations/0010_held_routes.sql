@@ -1,13 +1,13 @@
 -- OSP claims whose cost does not grow with a held route's backlog (issue 16).
 --
 -- A paused or disabled route's jobs stay pending, in the claimable index (available_at, id),
--- ahead of every job enqueued after them. 0009's claim walked that index and checked each job
--- against the held routes, so with a held backlog every claim read all of it before reaching
--- a claimable job: the cost of every claim grew with the backlog, for as long as the route
--- stayed paused, and events still arriving on the paused route woke the bridges to pay it
--- again. The queue_sql test "a claim reads none of a held route's backlog" failed before this
--- migration: a claim of the one job not held read 3,010 queue rows past 3,000 held jobs
--- (13 with it).
+-- ahead of every job enqueued after them. 0009's claim checked each pending job against the
+-- held routes, so with a held backlog every claim read all of it before reaching a claimable
+-- job (by index or whole, as the planner chose): the cost of every claim grew with the
+-- backlog, for as long as the route stayed paused, and events still arriving on the paused
+-- route woke the bridges to pay it again. The queue_sql test "a claim reads none of a held
+-- route's backlog" failed before this migration: a claim of the one job not held read 3,010
+-- queue rows past 3,000 held jobs (13 with it).
 --
 -- When a route is held, the claim now walks a per-event-type index of pending jobs, once for
 -- each event type that has pending jobs and is not held. When none is (the usual case), it
