@@ -66,6 +66,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "held_routes",
         sql: include_str!("../migrations/0010_held_routes.sql"),
     },
+    Migration {
+        version: 11,
+        name: "queue_appends",
+        sql: include_str!("../migrations/0011_queue_appends.sql"),
+    },
 ];
 
 /// Held for the migration transaction; serialises migrators across processes. The value is

@@ -3,8 +3,9 @@
 //! claimed again and fences its old holder out, a failed attempt comes back at its retry
 //! time, many jobs settle in one statement each fenced on its claim, a workflow's events wait
 //! for its start to be recorded, only `service_role` may call the functions, none of the
-//! statements reads a table whole, however many jobs the queue holds, and a claim reads none
-//! of a paused route's backlog.
+//! statements reads a table whole, however many jobs the queue holds, a claim reads none
+//! of a paused route's backlog, and a claim's and a settlement's events are appended together,
+//! in each stream's order.
 
 #![allow(clippy::unwrap_used, reason = "tests")]
 
@@ -13,7 +14,10 @@ mod common;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use common::{Env, HEAVY, connect, emit, emit_bootstrap, emit_bootstraps, eventually};
+use common::{
+    Env, HEAVY, bootstrap_data, connect, emit, emit_bootstrap, emit_bootstraps, eventually,
+};
+use osp_core::events::ORGANIZATION_BOOTSTRAP_INITIATED;
 use serde_json::json;
 use tokio_postgres::Client;
 use tokio_postgres::types::Type;
@@ -673,4 +677,131 @@ async fn a_claim_reads_none_of_a_held_routes_backlog() {
         .map(|(job, _)| job)
         .collect();
     assert_eq!(resumed, oldest, "the five oldest held jobs, once resumed");
+}
+
+/// Calls of each PL/pgSQL function, by name (`track_functions = 'pl'`, set by the test).
+const FUNCTION_CALLS: &str = "select funcname::text, calls from pg_stat_xact_user_functions";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_and_a_settlement_append_their_events_set_based_in_each_streams_order() {
+    let _turn = HEAVY.lock().await;
+    let env = Env::start().await;
+    // Ten streams with two jobs each, all claimed in one call and settled in another.
+    // Before migration 0011 each of their 60 events took a call of append_domain_event
+    // (about ten statements each); now each call appends its events together (a call with
+    // one or two events still appends them one by one: the other tests' single jobs).
+    let client = connect(&env.direct_url).await;
+    let mut organizations = Vec::new();
+    for _ in 0..10 {
+        let organization = Uuid::new_v4();
+        for _ in 0..2 {
+            emit(
+                &client,
+                organization,
+                ORGANIZATION_BOOTSTRAP_INITIATED,
+                &bootstrap_data(organization),
+            )
+            .await;
+        }
+        organizations.push(organization);
+    }
+    client
+        .batch_execute("set track_functions = 'pl'")
+        .await
+        .unwrap();
+    let calls = |grew: &[(String, i64)], function: &str| {
+        grew.iter()
+            .find(|(name, _)| name == function)
+            .map_or(0, |(_, calls)| *calls)
+    };
+
+    let (jobs, grew) = counted(&client, FUNCTION_CALLS, claim(&client, "w", 100, 60_000)).await;
+    assert_eq!(jobs.len(), 20, "{jobs:?}");
+    assert_eq!(calls(&grew, "append_domain_event"), 0, "{grew:?}");
+    assert_eq!(calls(&grew, "append_platform_events"), 1, "{grew:?}");
+
+    // Every job completed, one of them twice in the call: the second reads as fenced, as it
+    // did when the first one's events were written before it was looked at.
+    let mut items: Vec<serde_json::Value> = jobs
+        .iter()
+        .map(|(job, attempt)| {
+            json!({"job_id": job, "attempt": attempt, "outcome": "complete",
+                   "workflow_id": format!("wf-{job}"), "workflow_run_id": "run-1"})
+        })
+        .collect();
+    items.push(items[0].clone());
+    let (rows, grew) = counted(&client, FUNCTION_CALLS, settle(&client, json!(items))).await;
+    assert_eq!(calls(&grew, "append_domain_event"), 0, "{grew:?}");
+    assert_eq!(calls(&grew, "append_platform_events"), 1, "{grew:?}");
+    let twice: Vec<&str> = rows
+        .iter()
+        .filter(|row| row.0 == jobs[0].0)
+        .map(|row| row.2.as_str())
+        .collect();
+    assert_eq!(twice, ["done", "fenced"], "{rows:?}");
+    assert_eq!(rows.iter().filter(|row| row.2 == "done").count(), 20);
+
+    // On each stream: its events in the order the functions appended them one by one, each
+    // job's started and completed events together, in the order the jobs were created, the
+    // versions gapless (the insert guard checks each against the stream's counter).
+    for organization in organizations {
+        let events: Vec<(i32, String, Option<String>)> = client
+            .query_typed(
+                "select e.stream_version, e.event_type, e.event_data ->> 'job_id'
+                 from domain_events e where e.stream_id = $1 order by e.stream_version",
+                &[(&organization, Type::UUID)],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| (row.get(0), row.get(1), row.get(2)))
+            .collect();
+        let versions: Vec<i32> = events.iter().map(|event| event.0).collect();
+        assert_eq!(versions, (1..=10).collect::<Vec<_>>(), "{events:?}");
+        let types: Vec<&str> = events.iter().map(|event| event.1.as_str()).collect();
+        assert_eq!(
+            types,
+            [
+                "organization.bootstrap.initiated",
+                "workflow.queue.pending",
+                "organization.bootstrap.initiated",
+                "workflow.queue.pending",
+                "workflow.queue.claimed",
+                "workflow.queue.claimed",
+                "organization.bootstrap.workflow_started",
+                "workflow.queue.completed",
+                "organization.bootstrap.workflow_started",
+                "workflow.queue.completed",
+            ],
+            "{organization}"
+        );
+        // The pending events' ids are the jobs' ids, first job first.
+        let pending: Vec<Uuid> = client
+            .query_typed(
+                "select id from domain_events
+                 where stream_id = $1 and event_type = 'workflow.queue.pending'
+                 order by stream_version",
+                &[(&organization, Type::UUID)],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        let job_of =
+            |index: usize| -> Uuid { events[index].2.as_deref().unwrap().parse().unwrap() };
+        assert_eq!(
+            [job_of(4), job_of(5)],
+            pending[..],
+            "claimed in the order created"
+        );
+        // A settlement takes a stream's jobs by id, as before; each job's two events together.
+        let mut by_id = pending.clone();
+        by_id.sort();
+        assert_eq!([job_of(6), job_of(7)], [by_id[0]; 2], "{events:?}");
+        assert_eq!([job_of(8), job_of(9)], [by_id[1]; 2], "{events:?}");
+        for job in pending {
+            assert_eq!(job_status(&client, job).await, "completed");
+        }
+    }
 }
