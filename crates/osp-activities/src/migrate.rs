@@ -71,6 +71,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "queue_appends",
         sql: include_str!("../migrations/0011_queue_appends.sql"),
     },
+    Migration {
+        version: 12,
+        name: "claim_generic_plan",
+        sql: include_str!("../migrations/0012_claim_generic_plan.sql"),
+    },
 ];
 
 /// Held for the migration transaction; serialises migrators across processes. The value is

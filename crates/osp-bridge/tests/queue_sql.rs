@@ -4,8 +4,8 @@
 //! time, many jobs settle in one statement each fenced on its claim, a workflow's events wait
 //! for its start to be recorded, only `service_role` may call the functions, none of the
 //! statements reads a table whole, however many jobs the queue holds, a claim reads none
-//! of a paused route's backlog, and a claim's and a settlement's events are appended together,
-//! in each stream's order.
+//! of a paused route's backlog, a claim's and a settlement's events are appended together,
+//! in each stream's order, and a claim keeps its plans across calls.
 
 #![allow(clippy::unwrap_used, reason = "tests")]
 
@@ -804,4 +804,27 @@ async fn a_claim_and_a_settlement_append_their_events_set_based_in_each_streams_
             assert_eq!(job_status(&client, job).await, "completed");
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_is_planned_once_per_connection_not_on_every_call() {
+    let env = Env::start().await;
+    // Migration 0012: the claim's `limit p_batch` made PostgreSQL plan its statements again
+    // on every call. The setting lives in the function's SET clause, which CREATE OR REPLACE
+    // drops: a migration restating the claim without it fails here. That its generic plans
+    // read by index is what the tests above check, since every claim now runs on them.
+    let client = connect(&env.direct_url).await;
+    let config: Vec<String> = client
+        .query_one(
+            "select coalesce(proconfig, '{}') from pg_proc
+             where oid = 'api.claim_workflow_jobs(text, integer, interval)'::regprocedure",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        config.iter().any(|s| s == "plan_cache_mode=force_generic_plan"),
+        "the claim's settings: {config:?}"
+    );
 }

@@ -257,17 +257,27 @@ pub async fn run_with(options: &Options) -> Result<(), BenchError> {
     progress!("stack ready in {} ms", started.elapsed().as_millis());
 
     let mut results = Results::default();
+    // Wall time per part of the run, for the report: what to trim if `make bench` outgrows
+    // its budget on a slower machine.
+    let mut took = vec![("stack start", started.elapsed().as_secs_f64())];
+    let mut mark = Instant::now();
+    let mut lap = |part: &'static str| {
+        took.push((part, mark.elapsed().as_secs_f64()));
+        mark = Instant::now();
+    };
     if options.runs(Scenario::Ceiling) {
         let ceiling = ceiling::run(&client, options).await?;
         for line in ceiling.json_lines() {
             emit_line(&line);
         }
         results.ceiling = Some(ceiling);
+        lap("ceilings");
     }
     if let Some(worker_bin) = &worker_bin {
         let worker = worker::run(&stack, &client, worker_bin, options).await?;
         emit_line(&worker.json_line("worker.create_service"));
         results.worker = Some(worker);
+        lap("worker");
     }
     if let Some(peer) = &node_peer {
         let node = node_peer::run(&stack, &client, peer, options).await?;
@@ -276,6 +286,7 @@ pub async fn run_with(options: &Options) -> Result<(), BenchError> {
             emit_line(&node_peer::Comparison::of(osp, &node).json_line());
         }
         results.node = Some(node);
+        lap("Node peer");
     }
     if let Some(bridge_bin) = &bridge_bin {
         let bridge = bridge::run(&stack, &client, bridge_bin, options).await?;
@@ -283,6 +294,7 @@ pub async fn run_with(options: &Options) -> Result<(), BenchError> {
             emit_line(&line);
         }
         results.bridge = Some(bridge);
+        lap("bridge");
     }
     if options.runs(Scenario::History) {
         let history = history::run(&stack, options).await?;
@@ -290,6 +302,7 @@ pub async fn run_with(options: &Options) -> Result<(), BenchError> {
             emit_line(&line);
         }
         results.history = Some(history);
+        lap("history");
     }
     drop(client);
     drop(stack);
@@ -303,6 +316,7 @@ pub async fn run_with(options: &Options) -> Result<(), BenchError> {
             load_after: machine_after.load_average,
             versions,
             seconds: started.elapsed().as_secs_f64(),
+            took,
         },
     );
     {

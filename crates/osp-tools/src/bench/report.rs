@@ -63,6 +63,8 @@ pub struct RunInfo {
     pub load_after: String,
     pub versions: Versions,
     pub seconds: f64,
+    /// Wall time of each part of the run, in the order run.
+    pub took: Vec<(&'static str, f64)>,
 }
 
 fn ms(value: f64) -> String {
@@ -204,7 +206,17 @@ pub fn markdown(results: &Results, options: &Options, info: &RunInfo) -> String 
         "- Servers: PostgreSQL {}, {} (`temporal server start-dev`, in-memory), PgBouncer in transaction mode; all on this machine",
         info.versions.postgres, info.versions.temporal_cli
     );
-    let _ = writeln!(out, "- Took {:.0} s\n", info.seconds);
+    let parts: Vec<String> = info
+        .took
+        .iter()
+        .map(|(part, seconds)| format!("{part} {seconds:.0} s"))
+        .collect();
+    let _ = writeln!(
+        out,
+        "- Took {:.0} s ({})\n",
+        info.seconds,
+        parts.join(", ")
+    );
 
     if results.ceiling.is_some() || results.worker.is_some() || results.node.is_some() {
         let _ = writeln!(
