@@ -824,7 +824,9 @@ async fn a_claim_is_planned_once_per_connection_not_on_every_call() {
         .unwrap()
         .get(0);
     assert!(
-        config.iter().any(|s| s == "plan_cache_mode=force_generic_plan"),
+        config
+            .iter()
+            .any(|s| s == "plan_cache_mode=force_generic_plan"),
         "the claim's settings: {config:?}"
     );
 }

@@ -211,12 +211,7 @@ pub fn markdown(results: &Results, options: &Options, info: &RunInfo) -> String 
         .iter()
         .map(|(part, seconds)| format!("{part} {seconds:.0} s"))
         .collect();
-    let _ = writeln!(
-        out,
-        "- Took {:.0} s ({})\n",
-        info.seconds,
-        parts.join(", ")
-    );
+    let _ = writeln!(out, "- Took {:.0} s ({})\n", info.seconds, parts.join(", "));
 
     if results.ceiling.is_some() || results.worker.is_some() || results.node.is_some() {
         let _ = writeln!(
