@@ -202,7 +202,8 @@ impl Bridge {
 
         let max_in_flight = settings.max_in_flight.max(1);
         // Stopped only after the drain: the dispatches still finishing need it.
-        let (settler, settler_task) = Settler::start(queue.clone(), max_in_flight);
+        let (settler, settler_task) =
+            Settler::start(queue.clone(), max_in_flight, bridge_metrics.settle.clone());
         let dispatcher = Arc::new(Dispatcher {
             starter,
             settler,
@@ -312,7 +313,15 @@ impl ClaimLoop {
             }
             let want = self.batch.min(u32::try_from(room).unwrap_or(u32::MAX));
             let claimed_at = Instant::now();
-            match tokio::time::timeout(CLAIM_TIMEOUT, self.queue.claim(want, self.lease)).await {
+            let claimed =
+                tokio::time::timeout(CLAIM_TIMEOUT, self.queue.claim(want, self.lease)).await;
+            if claimed.is_ok() {
+                // Answered, with rows or an error; one that timed out is a claim error only.
+                self.metrics
+                    .claim
+                    .observe(claimed_at.elapsed().as_secs_f64());
+            }
+            match claimed {
                 Ok(Ok(jobs)) => {
                     self.health.pass(DATABASE_CHECK);
                     errors.reset();

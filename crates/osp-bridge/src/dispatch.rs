@@ -133,7 +133,10 @@ impl Dispatcher {
 
     /// Starts the workflow and says what to record.
     async fn outcome(&self, job: &ClaimedJob, request: &StartRequest) -> Record {
-        match self.starter.start(request).await {
+        let sent = Instant::now();
+        let answer = self.starter.start(request).await;
+        self.metrics.start.observe(sent.elapsed().as_secs_f64());
+        match answer {
             Ok(started) => {
                 if let Some(created) = job.event_created_at
                     && let Ok(elapsed) = SystemTime::now().duration_since(created)

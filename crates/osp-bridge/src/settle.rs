@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use osp_runtime::backoff::Backoff;
+use prometheus::Histogram;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -38,9 +39,10 @@ pub struct Settler {
 
 impl Settler {
     /// Starts the settler task on `queue`; `capacity` is how many dispatches can be in flight.
-    pub fn start(queue: Queue, capacity: usize) -> (Settler, JoinHandle<()>) {
+    /// Each statement that answers is timed into `took`.
+    pub fn start(queue: Queue, capacity: usize, took: Histogram) -> (Settler, JoinHandle<()>) {
         let (sender, receiver) = mpsc::channel(capacity.max(1));
-        (Settler { sender }, tokio::spawn(run(queue, receiver)))
+        (Settler { sender }, tokio::spawn(run(queue, receiver, took)))
     }
 
     /// Writes `settlement` with the others that arrive meanwhile; `None` when it could not be
@@ -57,7 +59,7 @@ impl Settler {
     }
 }
 
-async fn run(queue: Queue, mut receiver: mpsc::Receiver<Pending>) {
+async fn run(queue: Queue, mut receiver: mpsc::Receiver<Pending>, took: Histogram) {
     while let Some(first) = receiver.recv().await {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -66,12 +68,12 @@ async fn run(queue: Queue, mut receiver: mpsc::Receiver<Pending>) {
                 Err(_) => break,
             }
         }
-        flush(&queue, batch).await;
+        flush(&queue, batch, &took).await;
     }
 }
 
 /// Writes `batch`, retrying the whole statement with backoff while any of its leases last.
-async fn flush(queue: &Queue, mut batch: Vec<Pending>) {
+async fn flush(queue: &Queue, mut batch: Vec<Pending>, took: &Histogram) {
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
     loop {
         let now = Instant::now();
@@ -96,12 +98,17 @@ async fn flush(queue: &Queue, mut batch: Vec<Pending>) {
             .map(|pending| pending.settlement.clone())
             .collect();
         let limit = SETTLE_TIMEOUT.min(latest.saturating_duration_since(now));
+        let sent = Instant::now();
         let error = match tokio::time::timeout(limit, queue.settle(&settlements)).await {
             Ok(Ok(rows)) => {
+                took.observe(sent.elapsed().as_secs_f64());
                 answer(batch, rows);
                 return;
             }
-            Ok(Err(error)) => error.to_string(),
+            Ok(Err(error)) => {
+                took.observe(sent.elapsed().as_secs_f64());
+                error.to_string()
+            }
             Err(_) => format!("no answer within {} ms", limit.as_millis()),
         };
         let (delay, attempt) = backoff.next_delay();

@@ -114,10 +114,29 @@ async fn a_thousand_events_from_four_writers_become_a_thousand_executions_and_fu
             "stream {organization}"
         );
     }
-    let p50 = bridge
-        .metric("osp_bridge_event_to_start_seconds_count")
-        .await;
-    assert_eq!(p50, 1000.0);
+    assert_eq!(
+        bridge
+            .metric("osp_bridge_event_to_start_seconds_count")
+            .await,
+        1000.0
+    );
+    // Each step on the way is timed too: every start request, and each claim and settlement
+    // statement (one or more jobs each, so no more settlements than jobs here, where none
+    // fails and none is retried).
+    assert_eq!(
+        bridge
+            .metric("osp_bridge_temporal_start_seconds_count")
+            .await,
+        1000.0
+    );
+    let settlements = bridge.metric("osp_bridge_settle_seconds_count").await;
+    assert!(
+        (1.0..=1000.0).contains(&settlements),
+        "{settlements} settlement statements"
+    );
+    assert!(bridge.metric("osp_bridge_settle_seconds_sum").await > 0.0);
+    let claims = bridge.metric("osp_bridge_claim_seconds_count").await;
+    assert!(claims >= 1.0, "{claims} claim statements");
     bridge.stop().await;
 }
 

@@ -290,6 +290,16 @@ impl OspProcess {
     }
 }
 
+/// The value of one series in Prometheus' text format (a `/metrics` body): `series` is its
+/// name with labels as printed (`osp_bridge_claim_seconds_count`,
+/// `osp_bridge_wakeups_total{source="notify"}`); `None` when it is not listed.
+pub fn metric_value(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|line| {
+        let (name, value) = line.rsplit_once(' ')?;
+        (name == series).then(|| value.parse().ok()).flatten()
+    })
+}
+
 /// How long a `GET` on a health port may take.
 const GET_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -330,4 +340,34 @@ pub async fn get(port: u16, path: &str) -> Result<(u16, String), GetError> {
             path: path.to_owned(),
             after: GET_TIMEOUT,
         })?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::metric_value;
+
+    #[test]
+    fn a_series_is_read_by_its_whole_name_with_labels() {
+        let text = "# HELP osp_bridge_claim_seconds Seconds a claim statement took.\n\
+                    # TYPE osp_bridge_claim_seconds histogram\n\
+                    osp_bridge_claim_seconds_bucket{le=\"0.001\"} 3\n\
+                    osp_bridge_claim_seconds_sum 0.0042\n\
+                    osp_bridge_claim_seconds_count 5\n\
+                    osp_bridge_wakeups_total{source=\"notify\"} 7\n";
+        assert_eq!(
+            metric_value(text, "osp_bridge_claim_seconds_count"),
+            Some(5.0)
+        );
+        assert_eq!(
+            metric_value(text, "osp_bridge_claim_seconds_sum"),
+            Some(0.0042)
+        );
+        assert_eq!(
+            metric_value(text, "osp_bridge_wakeups_total{source=\"notify\"}"),
+            Some(7.0)
+        );
+        // A prefix of a listed name, or the name without its labels, is another series.
+        assert_eq!(metric_value(text, "osp_bridge_claim_seconds"), None);
+        assert_eq!(metric_value(text, "osp_bridge_wakeups_total"), None);
+    }
 }

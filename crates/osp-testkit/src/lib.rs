@@ -30,7 +30,7 @@ pub use osp_activities::Migration;
 pub use osp_stack::{
     GetError, OspProcess, PgBouncer, Postgres, ProcessError, SUPABASE_ROLES_SQL, Stack, StackError,
     TemporalDevServer, TemporalOptions, TlsGrpcProxy, TlsProxyOptions, error_chain, free_port, get,
-    osp_binary, temporal_cli,
+    metric_value, osp_binary, temporal_cli,
 };
 pub use replay::{ReplayFailureKind, ReplayMismatch, Replayer};
 pub use worker::{TestWorker, TestWorkerBuilder};

@@ -186,14 +186,9 @@ impl RunningBridge {
     }
 }
 
-/// The value of `series` (name with labels, as printed) in Prometheus text.
+/// The value of `series` (name with labels, as printed) in Prometheus text, 0 when absent.
 pub fn metric_value(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|line| {
-            let (name, value) = line.rsplit_once(' ')?;
-            (name == series).then(|| value.parse().ok()).flatten()
-        })
-        .unwrap_or(0.0)
+    osp_testkit::metric_value(text, series).unwrap_or(0.0)
 }
 
 /// Polls `check` every 50 ms until it yields a value; panics with `what` after `timeout`.

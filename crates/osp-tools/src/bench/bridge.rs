@@ -32,8 +32,8 @@ use super::stats::{Summary, summarize};
 use super::temporal::{epoch_seconds, raw_start, start_times};
 use super::worker::start_measured;
 use super::{BenchError, Options, SETTLE_DEADLINE, progress};
-use osp_stack::OspProcess;
 use osp_stack::Stack;
+use osp_stack::{OspProcess, metric_value};
 
 /// Raw starts of the baseline go here; nobody polls it.
 const BASELINE_QUEUE: &str = "osp-bench-raw-paced";
@@ -206,6 +206,87 @@ impl CpuSample {
     }
 }
 
+/// One step inside the bridge over a phase, from its own histograms.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct StepTime {
+    /// Statements or requests in the phase.
+    pub count: f64,
+    /// Their mean duration, in ms (0 when there were none).
+    pub mean_ms: f64,
+}
+
+/// What each step inside the bridge took over the paced phase, all its processes together:
+/// the claim statements (`osp_bridge_claim_seconds`), the start requests
+/// (`osp_bridge_temporal_start_seconds`) and the settlement statements
+/// (`osp_bridge_settle_seconds`). Means, because a histogram's buckets only bound its
+/// percentiles.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct BridgeSteps {
+    pub claim: StepTime,
+    pub start: StepTime,
+    pub settle: StepTime,
+}
+
+/// The step histograms' names, in [`BridgeSteps`]' order.
+const STEP_SERIES: [&str; 3] = [
+    "osp_bridge_claim_seconds",
+    "osp_bridge_temporal_start_seconds",
+    "osp_bridge_settle_seconds",
+];
+
+/// Each step histogram's count and sum so far, summed over the bridge processes.
+#[derive(Debug, Clone, Copy, Default)]
+struct StepSample([(f64, f64); 3]);
+
+impl StepSample {
+    async fn take(bridges: &[(OspProcess, u32)]) -> Result<Self, BenchError> {
+        let mut sample = StepSample::default();
+        for (bridge, pid) in bridges {
+            let (status, text) = bridge
+                .get("/metrics")
+                .await
+                .map_err(|error| BenchError::Failed(format!("bridge {pid}: /metrics: {error}")))?;
+            if status != 200 {
+                return Err(BenchError::Failed(format!(
+                    "bridge {pid}: /metrics answered {status}"
+                )));
+            }
+            for (totals, series) in sample.0.iter_mut().zip(STEP_SERIES) {
+                let value = |suffix: &str| {
+                    let name = format!("{series}_{suffix}");
+                    metric_value(&text, &name).ok_or_else(|| {
+                        BenchError::Failed(format!("bridge {pid}: /metrics lists no {name}"))
+                    })
+                };
+                totals.0 += value("count")?;
+                totals.1 += value("sum")?;
+            }
+        }
+        Ok(sample)
+    }
+
+    /// The steps from `earlier` to `self`.
+    fn since(&self, earlier: &StepSample) -> BridgeSteps {
+        let step = |i: usize| {
+            let count = self.0[i].0 - earlier.0[i].0;
+            let seconds = self.0[i].1 - earlier.0[i].1;
+            StepTime {
+                count,
+                mean_ms: if count > 0.0 {
+                    seconds / count * 1000.0
+                } else {
+                    0.0
+                },
+            }
+        };
+        BridgeSteps {
+            claim: step(0),
+            start: step(1),
+            settle: step(2),
+        }
+    }
+}
+
 /// One bridge run.
 #[derive(Debug, Clone, Serialize)]
 pub struct VariantResults {
@@ -227,6 +308,8 @@ pub struct VariantResults {
     /// Raw starts at the paced rate, right before the paced phase: its latency yardstick.
     pub baseline: Baseline,
     pub paced: Paced,
+    /// The bridge's own steps over the paced phase.
+    pub paced_steps: BridgeSteps,
     /// Bridge CPU (all its processes) from ready to the end of the paced phase, per
     /// workflow started, in ms.
     pub cpu_ms_per_start: f64,
@@ -627,7 +710,10 @@ async fn run_variant(
     // raw starts at the same rate run right before it, with the bridge idle.
     let rate = paced_rate(options, raw_before_drain.throughput);
     let baseline = baseline(client, observer, variant, rate, options.seconds, run_id).await?;
+    let steps_before = StepSample::take(&bridges).await?;
     let paced = paced(observer, emitter, client, variant, rate, options.seconds).await;
+    // Stopped whatever the samples say: a bridge left running would skew the next run.
+    let steps_after = StepSample::take(&bridges).await;
     let mut cpu_after = 0.0;
     let mut peak_rss_kib = 0;
     for (_, pid) in &bridges {
@@ -639,6 +725,7 @@ async fn run_variant(
         stop(bridge, variant.name).await;
     }
     let paced = paced?;
+    let paced_steps = steps_after?.since(&steps_before);
     let starts_total = (drain.started + paced.started).max(1);
     Ok(VariantResults {
         variant: variant.name,
@@ -660,6 +747,7 @@ async fn run_variant(
         drain_cost,
         baseline,
         paced,
+        paced_steps,
         cpu_ms_per_start: (cpu_after - at_ready) * 1000.0 / starts_total as f64,
         peak_rss_mib: peak_rss_kib as f64 / 1024.0,
     })

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 
 use super::Options;
 use super::Results;
-use super::bridge::CostPerStart;
+use super::bridge::{BridgeSteps, CostPerStart};
 use super::ceiling::LoopFigures;
 use super::history::{HistoryResults, RelationSize, ratio, ratio_cell};
 use super::machine::Machine;
@@ -323,6 +323,16 @@ pub fn markdown(results: &Results, options: &Options, info: &RunInfo) -> String 
             b.variants
                 .iter()
                 .map(|v| (v.variant, &v.raw_cost, &v.drain_cost)),
+        );
+        steps_table(
+            &mut out,
+            b.variants.iter().map(|v| {
+                (
+                    v.variant,
+                    v.baseline.ack_ms.as_ref().map(|ack| ack.mean),
+                    &v.paced_steps,
+                )
+            }),
         );
         let failures: Vec<String> = b
             .variants
@@ -660,8 +670,48 @@ fn cost_table<'a>(
     }
 }
 
+/// Each bridge run's own steps over the paced phase, beside the baseline's acknowledgement:
+/// how much of the latency is the database's and how much the server's answer to the start.
+fn steps_table<'a>(
+    out: &mut String,
+    runs: impl IntoIterator<Item = (&'a str, Option<f64>, &'a BridgeSteps)>,
+) {
+    let mut runs = runs.into_iter().peekable();
+    if runs.peek().is_none() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\nInside the bridge over the paced phase, from its own histograms (`osp_bridge_claim_seconds`, `osp_bridge_temporal_start_seconds`, `osp_bridge_settle_seconds`; every process of the run), means in ms: each claim statement, each start request until Temporal answered (beside the baseline's send → acknowledgement at the same rate) and each settlement statement.\n"
+    );
+    let _ = writeln!(
+        out,
+        "| run | claims | claim ms | starts | start ms | baseline ack ms | settlements | starts per settlement | settlement ms |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|");
+    for (name, ack, steps) in runs {
+        let per_settlement = if steps.settle.count > 0.0 {
+            format!("{:.1}", steps.start.count / steps.settle.count)
+        } else {
+            "–".to_owned()
+        };
+        let _ = writeln!(
+            out,
+            "| {name} | {:.0} | {:.2} | {:.0} | {:.2} | {} | {:.0} | {per_settlement} | {:.2} |",
+            steps.claim.count,
+            steps.claim.mean_ms,
+            steps.start.count,
+            steps.start.mean_ms,
+            ack.map_or_else(|| "–".to_owned(), |ms| format!("{ms:.2}")),
+            steps.settle.count,
+            steps.settle.mean_ms,
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::super::bridge::StepTime;
     use super::super::ceiling::LoopFigures;
     use super::*;
 
@@ -730,6 +780,45 @@ mod tests {
         );
         let mut none = String::new();
         cost_table(&mut none, []);
+        assert!(none.is_empty());
+    }
+
+    #[test]
+    fn the_steps_table_puts_each_run_s_start_beside_its_baseline() {
+        let steps = BridgeSteps {
+            claim: StepTime {
+                count: 2000.0,
+                mean_ms: 1.31,
+            },
+            start: StepTime {
+                count: 2400.0,
+                mean_ms: 18.84,
+            },
+            settle: StepTime {
+                count: 1600.0,
+                mean_ms: 1.52,
+            },
+        };
+        let mut out = String::new();
+        steps_table(
+            &mut out,
+            [
+                ("listen", Some(3.5), &steps),
+                ("sweeps", None, &BridgeSteps::default()),
+            ],
+        );
+        assert!(
+            out.lines()
+                .any(|l| l == "| listen | 2000 | 1.31 | 2400 | 18.84 | 3.50 | 1600 | 1.5 | 1.52 |"),
+            "{out}"
+        );
+        assert!(
+            out.lines()
+                .any(|l| l == "| sweeps | 0 | 0.00 | 0 | 0.00 | – | 0 | – | 0.00 |"),
+            "{out}"
+        );
+        let mut none = String::new();
+        steps_table(&mut none, []);
         assert!(none.is_empty());
     }
 
