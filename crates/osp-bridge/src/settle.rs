@@ -99,16 +99,16 @@ async fn flush(queue: &Queue, mut batch: Vec<Pending>, took: &Histogram) {
             .collect();
         let limit = SETTLE_TIMEOUT.min(latest.saturating_duration_since(now));
         let sent = Instant::now();
-        let error = match tokio::time::timeout(limit, queue.settle(&settlements)).await {
+        let answered = tokio::time::timeout(limit, queue.settle(&settlements)).await;
+        if answered.is_ok() {
+            took.observe(sent.elapsed().as_secs_f64());
+        }
+        let error = match answered {
             Ok(Ok(rows)) => {
-                took.observe(sent.elapsed().as_secs_f64());
                 answer(batch, rows);
                 return;
             }
-            Ok(Err(error)) => {
-                took.observe(sent.elapsed().as_secs_f64());
-                error.to_string()
-            }
+            Ok(Err(error)) => error.to_string(),
             Err(_) => format!("no answer within {} ms", limit.as_millis()),
         };
         let (delay, attempt) = backoff.next_delay();

@@ -32,8 +32,7 @@ use super::stats::{Summary, summarize};
 use super::temporal::{epoch_seconds, raw_start, start_times};
 use super::worker::start_measured;
 use super::{BenchError, Options, SETTLE_DEADLINE, progress};
-use osp_stack::Stack;
-use osp_stack::{OspProcess, metric_value};
+use osp_stack::{OspProcess, Stack, metric_value};
 
 /// Raw starts of the baseline go here; nobody polls it.
 const BASELINE_QUEUE: &str = "osp-bench-raw-paced";

@@ -129,11 +129,10 @@ fn node_section(out: &mut String, osp: Option<&WorkerResults>, node: &WorkerResu
         return;
     };
     let c = Comparison::of(osp, node);
-    let _ = writeln!(
+    table_head(
         out,
-        "| figure | `osp-worker` | Node | OSP / Node | goal | |"
+        &["figure", "`osp-worker`", "Node", "OSP / Node", "goal", ""],
     );
-    let _ = writeln!(out, "|---|---|---|---|---|---|");
     let goal = format!("≤ {:.2} ({GOAL_FACTOR:.0}x less)", 1.0 / GOAL_FACTOR);
     let rows = [
         (
@@ -223,11 +222,18 @@ pub fn markdown(results: &Results, options: &Options, info: &RunInfo) -> String 
             out,
             "Latency is client side: start sent to result received (for raw starts: to the acknowledgement).\n"
         );
-        let _ = writeln!(
-            out,
-            "| run | per second | p50 ms | p99 ms | max ms | failed | notes |"
+        table_head(
+            &mut out,
+            &[
+                "run",
+                "per second",
+                "p50 ms",
+                "p99 ms",
+                "max ms",
+                "failed",
+                "notes",
+            ],
         );
-        let _ = writeln!(out, "|---|---|---|---|---|---|---|");
         if let Some(c) = &results.ceiling {
             loop_row(
                 &mut out,
@@ -282,11 +288,19 @@ pub fn markdown(results: &Results, options: &Options, info: &RunInfo) -> String 
             b.sweep_ms
                 .map_or_else(|| "default (1000 ms)".to_owned(), |n| format!("{n} ms")),
         );
-        let _ = writeln!(
-            out,
-            "| run | drain /s (raw /s) | paced /s | → start p50 / p99 / max ms | → `workflow_started` (≈ ack) p50 / p99 / max ms | ready ms | CPU ms per start | peak RSS MiB |"
+        table_head(
+            &mut out,
+            &[
+                "run",
+                "drain /s (raw /s)",
+                "paced /s",
+                "→ start p50 / p99 / max ms",
+                "→ `workflow_started` (≈ ack) p50 / p99 / max ms",
+                "ready ms",
+                "CPU ms per start",
+                "peak RSS MiB",
+            ],
         );
-        let _ = writeln!(out, "|---|---|---|---|---|---|---|---|");
         for v in &b.variants {
             let _ = writeln!(
                 out,
@@ -428,11 +442,17 @@ fn history_section(out: &mut String, h: &HistoryResults) {
         l.streams,
         h.samples,
     );
-    let _ = writeln!(
+    table_head(
         out,
-        "| operation | empty p50 / p99 ms | loaded p50 / p99 ms | p50 ratio | p99 ratio | failed (empty, loaded) |"
+        &[
+            "operation",
+            "empty p50 / p99 ms",
+            "loaded p50 / p99 ms",
+            "p50 ratio",
+            "p99 ratio",
+            "failed (empty, loaded)",
+        ],
     );
-    let _ = writeln!(out, "|---|---|---|---|---|---|");
     for o in &h.operations {
         let pair = |s: Option<&Summary>| {
             s.map_or_else(
@@ -459,8 +479,7 @@ fn history_section(out: &mut String, h: &HistoryResults) {
         out,
         "\nSizes after the load (MiB; the empty store's after its measurements in brackets):\n"
     );
-    let _ = writeln!(out, "| relation | rows | table | indexes | total |");
-    let _ = writeln!(out, "|---|---|---|---|---|");
+    table_head(out, &["relation", "rows", "table", "indexes", "total"]);
     for s in &h.sizes {
         let empty = h.empty_sizes.iter().find(|e| e.relation == s.relation);
         let bracket = |f: fn(&RelationSize) -> String| {
@@ -491,8 +510,7 @@ fn history_section(out: &mut String, h: &HistoryResults) {
 /// The goals of issue 8, each with its figure.
 fn goals(out: &mut String, results: &Results) {
     let _ = writeln!(out, "### Goals\n");
-    let _ = writeln!(out, "| goal | target | measured | |");
-    let _ = writeln!(out, "|---|---|---|---|");
+    table_head(out, &["goal", "target", "measured", ""]);
     let mut row = |goal: &str, target: &str, measured: String, met: Option<bool>| {
         let _ = writeln!(out, "| {goal} | {target} | {measured} | {} |", verdict(met));
     };
@@ -634,6 +652,20 @@ fn goals(out: &mut String, results: &Results) {
     }
 }
 
+/// A Markdown table's header row and its separator; an empty name leaves its column's header
+/// blank.
+fn table_head(out: &mut String, columns: &[&str]) {
+    let mut head = String::from("|");
+    for column in columns {
+        if column.is_empty() {
+            head.push_str(" |");
+        } else {
+            let _ = write!(head, " {column} |");
+        }
+    }
+    let _ = writeln!(out, "{head}\n|{}", "---|".repeat(columns.len()));
+}
+
 /// Each bridge run's CPU per start by process, beside the raw starts' just before it: what
 /// the bridge's figures cost, and how much of it is the server's.
 fn cost_table<'a>(
@@ -648,11 +680,19 @@ fn cost_table<'a>(
         out,
         "\nCPU per start by process, in ms: each process's CPU time over the drain (bridges ready → the last backlog job settled; PostgreSQL with every backend) divided by the starts, and the same over the raw-start run just before it (\"raw\"). Machine busy: all CPUs, raw run → drain.\n"
     );
-    let _ = writeln!(
+    table_head(
         out,
-        "| run | Temporal, raw | Temporal, drain | PostgreSQL | PgBouncer | bridge | bench client, raw → drain | machine busy % |"
+        &[
+            "run",
+            "Temporal, raw",
+            "Temporal, drain",
+            "PostgreSQL",
+            "PgBouncer",
+            "bridge",
+            "bench client, raw → drain",
+            "machine busy %",
+        ],
     );
-    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|");
     for (name, raw, drain) in runs {
         let _ = writeln!(
             out,
@@ -684,11 +724,20 @@ fn steps_table<'a>(
         out,
         "\nInside the bridge over the paced phase, from its own histograms (`osp_bridge_claim_seconds`, `osp_bridge_temporal_start_seconds`, `osp_bridge_settle_seconds`; every process of the run), means in ms: each claim statement, each start request until Temporal answered (beside the baseline's send → acknowledgement at the same rate) and each settlement statement.\n"
     );
-    let _ = writeln!(
+    table_head(
         out,
-        "| run | claims | claim ms | starts | start ms | baseline ack ms | settlements | starts per settlement | settlement ms |"
+        &[
+            "run",
+            "claims",
+            "claim ms",
+            "starts",
+            "start ms",
+            "baseline ack ms",
+            "settlements",
+            "starts per settlement",
+            "settlement ms",
+        ],
     );
-    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|");
     for (name, ack, steps) in runs {
         let per_settlement = if steps.settle.count > 0.0 {
             format!("{:.1}", steps.start.count / steps.settle.count)
@@ -781,6 +830,13 @@ mod tests {
         let mut none = String::new();
         cost_table(&mut none, []);
         assert!(none.is_empty());
+    }
+
+    #[test]
+    fn a_table_head_has_one_separator_per_column_and_may_leave_one_blank() {
+        let mut out = String::new();
+        table_head(&mut out, &["goal", "target", "measured", ""]);
+        assert_eq!(out, "| goal | target | measured | |\n|---|---|---|---|\n");
     }
 
     #[test]
