@@ -26,7 +26,7 @@ use tokio_postgres::types::Type;
 use uuid::Uuid;
 
 use super::ceiling::{LoopFigures, RAW_START_TYPE, bootstrap_input, raw_start_rate};
-use super::drive::{closed_loop, open_loop};
+use super::drive::{RunOutcome, closed_loop, open_loop};
 use super::machine::{ProcessTable, machine_cpu_seconds, usage};
 use super::stats::{Summary, summarize};
 use super::temporal::{epoch_seconds, raw_start, start_times};
@@ -134,6 +134,21 @@ pub struct Paced {
     pub pending_to_commit_ms: Option<Summary>,
     /// Executions Temporal's visibility did not list in time.
     pub missing_in_temporal: usize,
+    /// The raw starts sent beside the phase (`--probe-rate`), if any.
+    pub probe: Option<Probe>,
+}
+
+/// Raw starts from the benchmark's own client during the paced phase: the same request as
+/// the baseline's, to the same queue, at a low rate. Their acknowledgement beside the
+/// bridge's own start time separates the server's slowdown under the phase's load from
+/// anything particular to the bridge's requests or connection.
+#[derive(Debug, Clone, Serialize)]
+pub struct Probe {
+    pub rate: f64,
+    pub sent: usize,
+    pub failed: usize,
+    /// Request sent to acknowledgement, client side.
+    pub ack_ms: Option<Summary>,
 }
 
 /// What one start cost each process over a phase: its CPU time in the phase divided by the
@@ -523,17 +538,7 @@ async fn baseline(
     );
     let since = observer.since().await?;
     let id = |i: usize| format!("bench-paced-{run_id}-{}-{i}", variant.name);
-    let outcome = open_loop(rate, seconds, |i| async move {
-        raw_start(
-            client,
-            RAW_START_TYPE,
-            BASELINE_QUEUE,
-            id(i),
-            &bootstrap_input(Uuid::new_v4()),
-        )
-        .await
-    })
-    .await;
+    let outcome = raw_starts(client, rate, seconds, id).await;
     let ids: HashSet<String> = outcome
         .ops
         .iter()
@@ -710,7 +715,16 @@ async fn run_variant(
     let rate = paced_rate(options, raw_before_drain.throughput);
     let baseline = baseline(client, observer, variant, rate, options.seconds, run_id).await?;
     let steps_before = StepSample::take(&bridges).await?;
-    let paced = paced(observer, emitter, client, variant, rate, options.seconds).await;
+    let paced = paced(
+        observer,
+        emitter,
+        client,
+        variant,
+        (rate, options.seconds),
+        options.probe_rate,
+        run_id,
+    )
+    .await;
     // Stopped whatever the samples say: a bridge left running would skew the next run.
     let steps_after = StepSample::take(&bridges).await;
     let mut cpu_after = 0.0;
@@ -758,14 +772,41 @@ async fn stop(bridge: &mut OspProcess, name: &str) {
     }
 }
 
-/// Events at `rate` for `seconds` through the running bridge.
+/// Raw starts of the baseline's request at `rate` for `seconds`, the i-th with workflow id
+/// `id(i)`, to a queue nobody polls.
+async fn raw_starts(
+    client: &Client,
+    rate: f64,
+    seconds: f64,
+    id: impl Fn(usize) -> String,
+) -> RunOutcome<()> {
+    open_loop(rate, seconds, |i| {
+        let workflow_id = id(i);
+        async move {
+            raw_start(
+                client,
+                RAW_START_TYPE,
+                BASELINE_QUEUE,
+                workflow_id,
+                &bootstrap_input(Uuid::new_v4()),
+            )
+            .await
+        }
+    })
+    .await
+}
+
+/// Events at `rate` for `seconds` through the running bridge; with `probe_rate`, raw starts
+/// from this client beside them, whose acknowledgement tells how fast the server answers
+/// anyone while the bridge's load shares the machine with it.
 async fn paced(
     observer: &Observer,
     emitter: &Emitter,
     client: &Client,
     variant: Variant,
-    rate: f64,
-    seconds: f64,
+    (rate, seconds): (f64, f64),
+    probe_rate: Option<f64>,
+    run_id: &str,
 ) -> Result<Paced, BenchError> {
     progress!(
         "bridge {}: emitting at {rate:.1}/s for {seconds} s",
@@ -774,11 +815,22 @@ async fn paced(
     let since = observer.since().await?;
     let total = (rate * seconds).floor().max(1.0) as usize;
     let streams: Vec<Uuid> = (0..total).map(|_| Uuid::new_v4()).collect();
-    let outcome = open_loop(rate, seconds, |i| {
+    let emits = open_loop(rate, seconds, |i| {
         let organization = streams.get(i).copied().unwrap_or_else(Uuid::new_v4);
         async move { emitter.emit(organization).await }
-    })
-    .await;
+    });
+    let probes = async {
+        let probe_rate = probe_rate?;
+        let id = |i: usize| format!("bench-probe-{run_id}-{}-{i}", variant.name);
+        let outcome = raw_starts(client, probe_rate, seconds, id).await;
+        Some(Probe {
+            rate: probe_rate,
+            sent: outcome.ops.len(),
+            failed: outcome.failed(),
+            ack_ms: summarize(&outcome.latencies_ms()),
+        })
+    };
+    let (outcome, probe) = tokio::join!(emits, probes);
     let emitted: Vec<Uuid> = outcome
         .ops
         .iter()
@@ -839,7 +891,16 @@ async fn paced(
         initiated_to_pending_ms: summarize(&triggers),
         pending_to_commit_ms: summarize(&commits),
         missing_in_temporal: ids.len().saturating_sub(server_starts.len()),
+        probe,
     };
+    if let Some(ack) = figures.probe.as_ref().and_then(|p| p.ack_ms.as_ref()) {
+        progress!(
+            "bridge {}: probe beside it: ack p50 {:.1} ms, p99 {:.1} ms",
+            variant.name,
+            ack.p50,
+            ack.p99
+        );
+    }
     if let Some(latency) = &figures.commit_to_started_event_ms {
         progress!(
             "bridge {}: commit to workflow_started p50 {:.1} ms, p99 {:.1} ms; {} started, {} failed",

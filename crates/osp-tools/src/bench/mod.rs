@@ -98,6 +98,11 @@ pub struct Options {
     /// bridge may ask the server as much as the raw-start client does]
     #[arg(long, value_name = "K", value_parser = positive)]
     pub bridge_in_flight: Option<usize>,
+    /// Bridge scenario: raw starts per second sent from the benchmark's client during each
+    /// paced phase, whose acknowledgement shows how fast the server answers anyone under
+    /// that load [default: none, so that the phase carries the bridge's load alone]
+    #[arg(long, value_name = "P", allow_negative_numbers = true, value_parser = positive_float)]
+    pub probe_rate: Option<f64>,
     /// OSP_BRIDGE_FALLBACK_SWEEP_INTERVAL_MS of the sweeps-only run [default: the bridge's]
     #[arg(long, value_name = "MS", value_parser = positive_u64)]
     pub sweep_ms: Option<u64>,

@@ -344,6 +344,11 @@ pub fn markdown(results: &Results, options: &Options, info: &RunInfo) -> String 
                 (
                     v.variant,
                     v.baseline.ack_ms.as_ref().map(|ack| ack.mean),
+                    v.paced
+                        .probe
+                        .as_ref()
+                        .and_then(|probe| probe.ack_ms.as_ref())
+                        .map(|ack| ack.mean),
                     &v.paced_steps,
                 )
             }),
@@ -710,11 +715,13 @@ fn cost_table<'a>(
     }
 }
 
-/// Each bridge run's own steps over the paced phase, beside the baseline's acknowledgement:
-/// how much of the latency is the database's and how much the server's answer to the start.
+/// Each bridge run's own steps over the paced phase, beside the baseline's acknowledgement
+/// and the probe's (`--probe-rate`, during the phase): how much of the latency is the
+/// database's, how much the server's answer to the start, and whether the server answers
+/// everyone that slowly or only the bridge.
 fn steps_table<'a>(
     out: &mut String,
-    runs: impl IntoIterator<Item = (&'a str, Option<f64>, &'a BridgeSteps)>,
+    runs: impl IntoIterator<Item = (&'a str, Option<f64>, Option<f64>, &'a BridgeSteps)>,
 ) {
     let mut runs = runs.into_iter().peekable();
     if runs.peek().is_none() {
@@ -722,7 +729,7 @@ fn steps_table<'a>(
     }
     let _ = writeln!(
         out,
-        "\nInside the bridge over the paced phase, from its own histograms (`osp_bridge_claim_seconds`, `osp_bridge_temporal_start_seconds`, `osp_bridge_settle_seconds`; every process of the run), means in ms: each claim statement, each start request until Temporal answered (beside the baseline's send → acknowledgement at the same rate) and each settlement statement.\n"
+        "\nInside the bridge over the paced phase, from its own histograms (`osp_bridge_claim_seconds`, `osp_bridge_temporal_start_seconds`, `osp_bridge_settle_seconds`; every process of the run), means in ms: each claim statement, each start request until Temporal answered (beside the baseline's send → acknowledgement at the same rate, and the probe's during the phase when `--probe-rate` sends one) and each settlement statement.\n"
     );
     table_head(
         out,
@@ -733,12 +740,14 @@ fn steps_table<'a>(
             "starts",
             "start ms",
             "baseline ack ms",
+            "probe ack ms",
             "settlements",
             "starts per settlement",
             "settlement ms",
         ],
     );
-    for (name, ack, steps) in runs {
+    let ms = |value: Option<f64>| value.map_or_else(|| "–".to_owned(), |ms| format!("{ms:.2}"));
+    for (name, ack, probe, steps) in runs {
         let per_settlement = if steps.settle.count > 0.0 {
             format!("{:.1}", steps.start.count / steps.settle.count)
         } else {
@@ -746,12 +755,13 @@ fn steps_table<'a>(
         };
         let _ = writeln!(
             out,
-            "| {name} | {:.0} | {:.2} | {:.0} | {:.2} | {} | {:.0} | {per_settlement} | {:.2} |",
+            "| {name} | {:.0} | {:.2} | {:.0} | {:.2} | {} | {} | {:.0} | {per_settlement} | {:.2} |",
             steps.claim.count,
             steps.claim.mean_ms,
             steps.start.count,
             steps.start.mean_ms,
-            ack.map_or_else(|| "–".to_owned(), |ms| format!("{ms:.2}")),
+            ms(ack),
+            ms(probe),
             steps.settle.count,
             steps.settle.mean_ms,
         );
@@ -859,18 +869,18 @@ mod tests {
         steps_table(
             &mut out,
             [
-                ("listen", Some(3.5), &steps),
-                ("sweeps", None, &BridgeSteps::default()),
+                ("listen", Some(3.5), Some(12.25), &steps),
+                ("sweeps", None, None, &BridgeSteps::default()),
             ],
         );
         assert!(
-            out.lines()
-                .any(|l| l == "| listen | 2000 | 1.31 | 2400 | 18.84 | 3.50 | 1600 | 1.5 | 1.52 |"),
+            out.lines().any(|l| l
+                == "| listen | 2000 | 1.31 | 2400 | 18.84 | 3.50 | 12.25 | 1600 | 1.5 | 1.52 |"),
             "{out}"
         );
         assert!(
             out.lines()
-                .any(|l| l == "| sweeps | 0 | 0.00 | 0 | 0.00 | – | 0 | – | 0.00 |"),
+                .any(|l| l == "| sweeps | 0 | 0.00 | 0 | 0.00 | – | – | 0 | – | 0.00 |"),
             "{out}"
         );
         let mut none = String::new();
