@@ -720,7 +720,8 @@ async fn run_variant(
         emitter,
         client,
         variant,
-        (rate, options.seconds),
+        rate,
+        options.seconds,
         options.probe_rate,
         run_id,
     )
@@ -799,12 +800,17 @@ async fn raw_starts(
 /// Events at `rate` for `seconds` through the running bridge; with `probe_rate`, raw starts
 /// from this client beside them, whose acknowledgement tells how fast the server answers
 /// anyone while the bridge's load shares the machine with it.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one call site; a struct would only rename them"
+)]
 async fn paced(
     observer: &Observer,
     emitter: &Emitter,
     client: &Client,
     variant: Variant,
-    (rate, seconds): (f64, f64),
+    rate: f64,
+    seconds: f64,
     probe_rate: Option<f64>,
     run_id: &str,
 ) -> Result<Paced, BenchError> {
