@@ -201,9 +201,14 @@ impl Bridge {
         )));
 
         let max_in_flight = settings.max_in_flight.max(1);
+        let chunk = backlog_chunk(settings.batch_size, max_in_flight);
         // Stopped only after the drain: the dispatches still finishing need it.
-        let (settler, settler_task) =
-            Settler::start(queue.clone(), max_in_flight, bridge_metrics.settle.clone());
+        let (settler, settler_task) = Settler::start(
+            queue.clone(),
+            max_in_flight,
+            usize::try_from(chunk).unwrap_or(usize::MAX),
+            bridge_metrics.settle.clone(),
+        );
         let dispatcher = Arc::new(Dispatcher {
             starter,
             settler,
@@ -224,12 +229,14 @@ impl Bridge {
             metrics: bridge_metrics.clone(),
             health: health.clone(),
             batch: settings.batch_size,
-            chunk: backlog_chunk(settings.batch_size, max_in_flight),
+            chunk,
             lease: settings.lease,
             sweep: settings.sweep_interval,
             fallback_sweep: settings.fallback_sweep_interval,
         };
         claim_loop.run(temporal_watch, shutdown.as_mut()).await;
+        // No claim follows, so nothing is gained by holding the settlements still to come.
+        claim_loop.dispatcher.settler.under_backlog(false);
 
         // Shutdown: no more claims; what is in flight may finish within the grace period.
         health.drain();
@@ -272,6 +279,7 @@ struct ClaimLoop {
 /// Under load one claim statement then takes many jobs instead of one per start that ends;
 /// the starts still in flight keep Temporal busy meanwhile, and the backlog drains as fast.
 /// Without a backlog one slot is enough: a new job is claimed as soon as it is announced.
+/// The settler gathers as many outcomes under a backlog, so the slots come free together.
 fn backlog_chunk(batch: u32, max_in_flight: usize) -> u32 {
     let quarter = u32::try_from(max_in_flight / 4).unwrap_or(u32::MAX);
     quarter.min(batch).max(1)
@@ -336,6 +344,7 @@ impl ClaimLoop {
                     // A full claim of one or two slots says little; one of a whole chunk says
                     // that at least that many were waiting.
                     backlog = full && want >= self.chunk;
+                    self.dispatcher.settler.under_backlog(backlog);
                     if full {
                         // A full batch: more may be waiting.
                         continue;

@@ -1,15 +1,17 @@
 //! Settlements, many per statement: each dispatch hands its job's outcome to one settler task
 //! and waits for the answer; the settler writes everything that has arrived in one call of
 //! `api.settle_workflow_jobs`. While one call runs the next batch gathers, so a quiet bridge
-//! settles each job at once and a busy one settles hundreds per statement, with no timer in
-//! between.
+//! settles each job at once and a busy one settles many per statement. Under a backlog (the
+//! claim loop says so) the settler also waits, a bounded moment, for a claim's worth of
+//! outcomes: the claim loop waits for that many free slots anyway, so the slots it frees
+//! together cost no start, and one statement settles what one settled per job before.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use osp_runtime::backoff::Backoff;
 use prometheus::Histogram;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use uuid::Uuid;
@@ -21,6 +23,11 @@ const MAX_BATCH: usize = 500;
 /// How long one settlement statement may take; past it the batch is sent again (an element
 /// that was written meanwhile then reads as fenced, and nothing is written twice).
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(15);
+/// Under a backlog, how long the first outcome of a batch waits for the rest of a claim's
+/// worth. Between the claim loop's chunks the slots freed one by one stay idle until the chunk
+/// is free, so waiting here costs the starts nothing as long as the chunk fills within this;
+/// when starts answer too slowly to fill it, the batch goes smaller, no later than this.
+const BACKLOG_GATHER: Duration = Duration::from_millis(50);
 
 /// One job's settlement, waiting for the settler.
 struct Pending {
@@ -35,14 +42,42 @@ struct Pending {
 #[derive(Debug, Clone)]
 pub struct Settler {
     sender: mpsc::Sender<Pending>,
+    /// Whether the claim loop knows of a backlog; see [`BACKLOG_GATHER`].
+    backlog: std::sync::Arc<watch::Sender<bool>>,
 }
 
 impl Settler {
-    /// Starts the settler task on `queue`; `capacity` is how many dispatches can be in flight.
-    /// Each statement that answers is timed into `took`.
-    pub fn start(queue: Queue, capacity: usize, took: Histogram) -> (Settler, JoinHandle<()>) {
+    /// Starts the settler task on `queue`; `capacity` is how many dispatches can be in flight,
+    /// `chunk` how many slots the claim loop waits for under a backlog. Each statement that
+    /// answers is timed into `took`.
+    pub fn start(
+        queue: Queue,
+        capacity: usize,
+        chunk: usize,
+        took: Histogram,
+    ) -> (Settler, JoinHandle<()>) {
         let (sender, receiver) = mpsc::channel(capacity.max(1));
-        (Settler { sender }, tokio::spawn(run(queue, receiver, took)))
+        let (backlog, backlog_seen) = watch::channel(false);
+        let gather = Gather {
+            chunk: chunk.clamp(1, MAX_BATCH),
+            wait: BACKLOG_GATHER,
+            backlog: backlog_seen,
+        };
+        let settler = Settler {
+            sender,
+            backlog: std::sync::Arc::new(backlog),
+        };
+        (settler, tokio::spawn(run(queue, receiver, gather, took)))
+    }
+
+    /// Tells the settler whether the claim loop knows of a backlog; when it ends, what the
+    /// settler holds is written at once.
+    pub fn under_backlog(&self, backlog: bool) {
+        self.backlog.send_if_modified(|known| {
+            let changed = *known != backlog;
+            *known = backlog;
+            changed
+        });
     }
 
     /// Writes `settlement` with the others that arrive meanwhile; `None` when it could not be
@@ -59,16 +94,56 @@ impl Settler {
     }
 }
 
-async fn run(queue: Queue, mut receiver: mpsc::Receiver<Pending>, took: Histogram) {
+async fn run(
+    queue: Queue,
+    mut receiver: mpsc::Receiver<Pending>,
+    mut gather: Gather,
+    took: Histogram,
+) {
     while let Some(first) = receiver.recv().await {
+        let batch = gather.batch(first, &mut receiver).await;
+        flush(&queue, batch, &took).await;
+    }
+}
+
+/// How a batch gathers: everything already waiting, and under a backlog up to `chunk` of
+/// what arrives within `wait` of the first.
+struct Gather {
+    chunk: usize,
+    wait: Duration,
+    backlog: watch::Receiver<bool>,
+}
+
+impl Gather {
+    async fn batch<T>(&mut self, first: T, receiver: &mut mpsc::Receiver<T>) -> Vec<T> {
         let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match receiver.try_recv() {
-                Ok(pending) => batch.push(pending),
-                Err(_) => break,
+        take_waiting(&mut batch, receiver);
+        let until = Instant::now() + self.wait;
+        while batch.len() < self.chunk && *self.backlog.borrow_and_update() {
+            tokio::select! {
+                next = receiver.recv() => match next {
+                    Some(pending) => {
+                        batch.push(pending);
+                        take_waiting(&mut batch, receiver);
+                    }
+                    None => break,
+                },
+                () = tokio::time::sleep_until(until) => break,
+                // The loop checks the flag again; a dropped sender means shutdown.
+                changed = self.backlog.changed() => if changed.is_err() { break },
             }
         }
-        flush(&queue, batch, &took).await;
+        batch
+    }
+}
+
+/// Moves what is already in `receiver` into `batch`, up to [`MAX_BATCH`].
+fn take_waiting<T>(batch: &mut Vec<T>, receiver: &mut mpsc::Receiver<T>) {
+    while batch.len() < MAX_BATCH {
+        match receiver.try_recv() {
+            Ok(pending) => batch.push(pending),
+            Err(_) => break,
+        }
     }
 }
 
@@ -125,5 +200,91 @@ fn answer(batch: Vec<Pending>, rows: Vec<((Uuid, i32), SettleOutcome)>) {
         let key = (pending.settlement.job_id, pending.settlement.attempt);
         let outcome = rows.remove(&key);
         let _ = pending.reply.send(outcome);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A gatherer of `chunk`, waiting `wait`, and the flag's sender.
+    fn gather(chunk: usize, wait: Duration, backlog: bool) -> (Gather, watch::Sender<bool>) {
+        let (flag, seen) = watch::channel(backlog);
+        let gather = Gather {
+            chunk,
+            wait,
+            backlog: seen,
+        };
+        (gather, flag)
+    }
+
+    /// Fails instead of hanging when a batch never completes.
+    async fn batch(
+        gather: &mut Gather,
+        first: u32,
+        receiver: &mut mpsc::Receiver<u32>,
+    ) -> Vec<u32> {
+        tokio::time::timeout(Duration::from_secs(30), gather.batch(first, receiver))
+            .await
+            .expect("the batch should be complete long before this")
+    }
+
+    #[tokio::test]
+    async fn without_a_backlog_a_batch_is_what_has_arrived() {
+        let (sender, mut receiver) = mpsc::channel(8);
+        sender.send(2).await.unwrap();
+        sender.send(3).await.unwrap();
+        // An hour's wait is never taken: nothing is known to be coming.
+        let (mut gather, _flag) = gather(4, Duration::from_secs(3600), false);
+        assert_eq!(batch(&mut gather, 1, &mut receiver).await, [1, 2, 3]);
+    }
+
+    #[tokio::test]
+    async fn under_a_backlog_a_batch_waits_for_a_claim_s_worth() {
+        let (sender, mut receiver) = mpsc::channel(8);
+        let (mut gather, _flag) = gather(4, Duration::from_secs(3600), true);
+        let senders = tokio::spawn(async move {
+            for n in 2..=6 {
+                sender.send(n).await.unwrap();
+                tokio::task::yield_now().await;
+            }
+        });
+        let first = batch(&mut gather, 1, &mut receiver).await;
+        assert!(first.len() >= 4, "{first:?}");
+        assert_eq!(first[..4], [1, 2, 3, 4]);
+        senders.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn under_a_backlog_the_wait_is_bounded() {
+        let (_sender, mut receiver) = mpsc::channel::<u32>(8);
+        let (mut gather, _flag) = gather(4, Duration::from_millis(20), true);
+        assert_eq!(batch(&mut gather, 1, &mut receiver).await, [1]);
+    }
+
+    #[tokio::test]
+    async fn when_the_backlog_ends_what_is_held_goes_at_once() {
+        let (sender, mut receiver) = mpsc::channel::<u32>(8);
+        let (mut gather, flag) = gather(4, Duration::from_secs(3600), true);
+        let ender = tokio::spawn(async move {
+            sender.send(2).await.unwrap();
+            tokio::task::yield_now().await;
+            flag.send_replace(false);
+            // Kept open: the batch must end for the flag, not for a closed channel.
+            sender
+        });
+        assert_eq!(batch(&mut gather, 1, &mut receiver).await, [1, 2]);
+        drop(ender.await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_batch_never_exceeds_the_statement_s_bound() {
+        let (sender, mut receiver) = mpsc::channel(MAX_BATCH + 10);
+        for n in 0..MAX_BATCH + 5 {
+            sender.send(u32::try_from(n).unwrap()).await.unwrap();
+        }
+        let (mut gather, _flag) = gather(MAX_BATCH, Duration::from_secs(3600), true);
+        let first = batch(&mut gather, u32::MAX, &mut receiver).await;
+        assert_eq!(first.len(), MAX_BATCH);
     }
 }

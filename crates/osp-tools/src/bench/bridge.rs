@@ -319,6 +319,8 @@ pub struct VariantResults {
     pub drain: Drain,
     /// What each start of the drain cost (bridges ready to the last job settled).
     pub drain_cost: CostPerStart,
+    /// The bridge's own steps over the drain.
+    pub drain_steps: BridgeSteps,
     /// Raw starts at the paced rate, right before the paced phase: its latency yardstick.
     pub baseline: Baseline,
     pub paced: Paced,
@@ -685,8 +687,10 @@ async fn run_variant(
     progress!("bridge {}: draining the backlog", variant.name);
     let pids: Vec<u32> = bridges.iter().map(|(_, pid)| *pid).collect();
     let before_drain = CpuSample::take(stack, &pids)?;
+    let steps_at_ready = StepSample::take(&bridges).await?;
     let (drained, drain_failed) = observer.wait_settled(&backlog).await?;
     let drain_cost = before_drain.per_start(&CpuSample::take(stack, &pids)?, drained);
+    let drain_steps = StepSample::take(&bridges).await?.since(&steps_at_ready);
     let backlog_times = observer.times(&backlog).await?;
     let starts: Vec<f64> = backlog_times.values().filter_map(|t| t.started).collect();
     let first = starts.iter().copied().fold(f64::INFINITY, f64::min);
@@ -759,6 +763,7 @@ async fn run_variant(
         raw_cost,
         drain,
         drain_cost,
+        drain_steps,
         baseline,
         paced,
         paced_steps,

@@ -340,17 +340,27 @@ pub fn markdown(results: &Results, options: &Options, info: &RunInfo) -> String 
         );
         steps_table(
             &mut out,
-            b.variants.iter().map(|v| {
-                (
-                    v.variant,
-                    v.baseline.ack_ms.as_ref().map(|ack| ack.mean),
-                    v.paced
+            b.variants.iter().flat_map(|v| {
+                let drain = StepRow {
+                    run: v.variant,
+                    phase: "drain",
+                    baseline_ack_ms: None,
+                    probe_ack_ms: None,
+                    steps: &v.drain_steps,
+                };
+                let paced = StepRow {
+                    run: v.variant,
+                    phase: "paced",
+                    baseline_ack_ms: v.baseline.ack_ms.as_ref().map(|ack| ack.mean),
+                    probe_ack_ms: v
+                        .paced
                         .probe
                         .as_ref()
                         .and_then(|probe| probe.ack_ms.as_ref())
                         .map(|ack| ack.mean),
-                    &v.paced_steps,
-                )
+                    steps: &v.paced_steps,
+                };
+                [drain, paced]
             }),
         );
         let failures: Vec<String> = b
@@ -715,26 +725,36 @@ fn cost_table<'a>(
     }
 }
 
-/// Each bridge run's own steps over the paced phase, beside the baseline's acknowledgement
-/// and the probe's (`--probe-rate`, during the phase): how much of the latency is the
-/// database's, how much the server's answer to the start, and whether the server answers
-/// everyone that slowly or only the bridge.
-fn steps_table<'a>(
-    out: &mut String,
-    runs: impl IntoIterator<Item = (&'a str, Option<f64>, Option<f64>, &'a BridgeSteps)>,
-) {
-    let mut runs = runs.into_iter().peekable();
-    if runs.peek().is_none() {
+/// One row of [`steps_table`]: a bridge run's steps over one of its phases.
+struct StepRow<'a> {
+    run: &'a str,
+    phase: &'static str,
+    /// The baseline's mean acknowledgement at the paced rate (paced phase only).
+    baseline_ack_ms: Option<f64>,
+    /// The probe's during the phase (`--probe-rate`).
+    probe_ack_ms: Option<f64>,
+    steps: &'a BridgeSteps,
+}
+
+/// Each bridge run's own steps over the drain and over the paced phase, the latter beside the
+/// baseline's acknowledgement and the probe's (`--probe-rate`, during the phase): how many
+/// jobs each statement carries, how much of the latency is the database's, how much the
+/// server's answer to the start, and whether the server answers everyone that slowly or only
+/// the bridge.
+fn steps_table<'a>(out: &mut String, rows: impl IntoIterator<Item = StepRow<'a>>) {
+    let mut rows = rows.into_iter().peekable();
+    if rows.peek().is_none() {
         return;
     }
     let _ = writeln!(
         out,
-        "\nInside the bridge over the paced phase, from its own histograms (`osp_bridge_claim_seconds`, `osp_bridge_temporal_start_seconds`, `osp_bridge_settle_seconds`; every process of the run), means in ms: each claim statement, each start request until Temporal answered (beside the baseline's send → acknowledgement at the same rate, and the probe's during the phase when `--probe-rate` sends one) and each settlement statement.\n"
+        "\nInside the bridge over the drain and over the paced phase, from its own histograms (`osp_bridge_claim_seconds`, `osp_bridge_temporal_start_seconds`, `osp_bridge_settle_seconds`; every process of the run), means in ms: each claim statement, each start request until Temporal answered (in the paced phase beside the baseline's send → acknowledgement at the same rate, and the probe's during the phase when `--probe-rate` sends one) and each settlement statement.\n"
     );
     table_head(
         out,
         &[
             "run",
+            "phase",
             "claims",
             "claim ms",
             "starts",
@@ -747,7 +767,8 @@ fn steps_table<'a>(
         ],
     );
     let ms = |value: Option<f64>| value.map_or_else(|| "–".to_owned(), |ms| format!("{ms:.2}"));
-    for (name, ack, probe, steps) in runs {
+    for row in rows {
+        let steps = row.steps;
         let per_settlement = if steps.settle.count > 0.0 {
             format!("{:.1}", steps.start.count / steps.settle.count)
         } else {
@@ -755,13 +776,15 @@ fn steps_table<'a>(
         };
         let _ = writeln!(
             out,
-            "| {name} | {:.0} | {:.2} | {:.0} | {:.2} | {} | {} | {:.0} | {per_settlement} | {:.2} |",
+            "| {} | {} | {:.0} | {:.2} | {:.0} | {:.2} | {} | {} | {:.0} | {per_settlement} | {:.2} |",
+            row.run,
+            row.phase,
             steps.claim.count,
             steps.claim.mean_ms,
             steps.start.count,
             steps.start.mean_ms,
-            ms(ack),
-            ms(probe),
+            ms(row.baseline_ack_ms),
+            ms(row.probe_ack_ms),
             steps.settle.count,
             steps.settle.mean_ms,
         );
@@ -866,21 +889,34 @@ mod tests {
             },
         };
         let mut out = String::new();
+        let idle = BridgeSteps::default();
         steps_table(
             &mut out,
             [
-                ("listen", Some(3.5), Some(12.25), &steps),
-                ("sweeps", None, None, &BridgeSteps::default()),
+                StepRow {
+                    run: "listen",
+                    phase: "paced",
+                    baseline_ack_ms: Some(3.5),
+                    probe_ack_ms: Some(12.25),
+                    steps: &steps,
+                },
+                StepRow {
+                    run: "sweeps",
+                    phase: "drain",
+                    baseline_ack_ms: None,
+                    probe_ack_ms: None,
+                    steps: &idle,
+                },
             ],
         );
         assert!(
             out.lines().any(|l| l
-                == "| listen | 2000 | 1.31 | 2400 | 18.84 | 3.50 | 12.25 | 1600 | 1.5 | 1.52 |"),
+                == "| listen | paced | 2000 | 1.31 | 2400 | 18.84 | 3.50 | 12.25 | 1600 | 1.5 | 1.52 |"),
             "{out}"
         );
         assert!(
             out.lines()
-                .any(|l| l == "| sweeps | 0 | 0.00 | 0 | 0.00 | – | – | 0 | – | 0.00 |"),
+                .any(|l| l == "| sweeps | drain | 0 | 0.00 | 0 | 0.00 | – | – | 0 | – | 0.00 |"),
             "{out}"
         );
         let mut none = String::new();
