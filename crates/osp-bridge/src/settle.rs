@@ -43,7 +43,7 @@ struct Pending {
 pub struct Settler {
     sender: mpsc::Sender<Pending>,
     /// Whether the claim loop knows of a backlog; see [`BACKLOG_GATHER`].
-    backlog: std::sync::Arc<watch::Sender<bool>>,
+    backlog: watch::Sender<bool>,
 }
 
 impl Settler {
@@ -63,10 +63,7 @@ impl Settler {
             wait: BACKLOG_GATHER,
             backlog: backlog_seen,
         };
-        let settler = Settler {
-            sender,
-            backlog: std::sync::Arc::new(backlog),
-        };
+        let settler = Settler { sender, backlog };
         (settler, tokio::spawn(run(queue, receiver, gather, took)))
     }
 
