@@ -260,6 +260,7 @@ mod tests {
             sweep_interval: Duration::from_secs(15),
             fallback_sweep_interval: Duration::from_secs(1),
             max_payload_bytes: 1024,
+            runtime_threads: 1,
             realtime: false,
             shutdown_grace: Duration::from_secs(30),
             database_pool_size: 12,

@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use osp_activities::jobs::{JobFilter, JobStatus};
 use osp_bridge::{JobsCommand, run_jobs};
 use osp_config::{BridgeConfig, Sources};
+use osp_runtime::threads::Threads;
 use uuid::Uuid;
 
 /// Turns queued workflow jobs into Temporal workflow starts. Configuration comes from the
@@ -100,10 +101,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let threads = Threads::configured(
+        config.bridge.runtime_threads,
+        config.telemetry.otlp_endpoint.is_some(),
+    );
+    let runtime = match threads.runtime() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("osp-bridge: cannot start the async runtime: {error}");

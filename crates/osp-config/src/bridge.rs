@@ -48,6 +48,11 @@ pub const OSP_BRIDGE_FALLBACK_SWEEP_INTERVAL_MS: Key = Key::new(
 /// Largest routed event payload (its JSON text, in bytes) the bridge starts a workflow with.
 pub const OSP_BRIDGE_MAX_PAYLOAD_BYTES: Key =
     Key::new("OSP_BRIDGE_MAX_PAYLOAD_BYTES", "bridge.max_payload_bytes").or("262144");
+/// Threads of the bridge's tokio runtime; default 1: everything on the main thread, which
+/// costs the bridge and what shares its cores less CPU than one thread per core
+/// (docs/performance.md).
+pub const OSP_BRIDGE_RUNTIME_THREADS: Key =
+    Key::new("OSP_BRIDGE_RUNTIME_THREADS", "bridge.runtime_threads").or("1");
 /// Boolean: subscribe to Supabase Realtime as a wake-up source; default on exactly when
 /// `SUPABASE_URL` and the service-role key are set.
 pub const OSP_BRIDGE_REALTIME: Key = Key::new("OSP_BRIDGE_REALTIME", "bridge.realtime");
@@ -65,6 +70,7 @@ pub const BRIDGE_KEYS: &[Key] = &[
     OSP_BRIDGE_SWEEP_INTERVAL_MS,
     OSP_BRIDGE_FALLBACK_SWEEP_INTERVAL_MS,
     OSP_BRIDGE_MAX_PAYLOAD_BYTES,
+    OSP_BRIDGE_RUNTIME_THREADS,
     OSP_BRIDGE_REALTIME,
 ];
 
@@ -95,7 +101,7 @@ pub struct BridgeSettings {
     pub id: String,
     /// Jobs claimed per statement (1 to 1000).
     pub batch_size: u32,
-    /// Dispatches in flight at once (at most the pool size less two).
+    /// Dispatches (workflow starts) in flight at once.
     pub max_in_flight: usize,
     /// How long a claim holds a job.
     pub lease: Duration,
@@ -111,6 +117,8 @@ pub struct BridgeSettings {
     pub fallback_sweep_interval: Duration,
     /// Largest payload (JSON text of the routed event's data) a workflow is started with.
     pub max_payload_bytes: usize,
+    /// 1: tokio's current-thread runtime; more: that many worker threads.
+    pub runtime_threads: usize,
     /// Subscribe to Supabase Realtime (only ever true when Supabase is configured).
     pub realtime: bool,
     /// After SIGTERM, how long in-flight dispatches may take before they are released.
@@ -140,6 +148,7 @@ impl BridgeSettings {
                 "max_payload_bytes".into(),
                 self.max_payload_bytes.to_string(),
             ),
+            ("runtime_threads".into(), self.runtime_threads.to_string()),
             ("realtime".into(), self.realtime.to_string()),
         ]
     }
@@ -194,12 +203,13 @@ impl BridgeSettings {
                 whole_number(1_024, 64 * 1024 * 1024),
             )
             .value();
+        let threads = cx
+            .get(&OSP_BRIDGE_RUNTIME_THREADS, whole_number(1, 256))
+            .value();
         let realtime = cx.get(&OSP_BRIDGE_REALTIME, parse_bool);
         let grace = cx
             .get(&OSP_SHUTDOWN_GRACE_SECONDS, whole_number(0, 3_600))
             .value();
-        // Each dispatch holds a connection while its start is in flight (the stream stays
-        // locked until the start is recorded), so the default leaves room for claims too.
         let pool = cx
             .get(&OSP_DATABASE_POOL_SIZE, whole_number(3, 10_000))
             .optional();
@@ -263,6 +273,7 @@ impl BridgeSettings {
             sweep_interval: Duration::from_millis(sweep?),
             fallback_sweep_interval: Duration::from_millis(fallback?),
             max_payload_bytes: as_usize(max_payload?),
+            runtime_threads: as_usize(threads?),
             realtime: realtime?,
             shutdown_grace: Duration::from_secs(grace?),
             database_pool_size: match pool? {
@@ -307,6 +318,7 @@ mod tests {
                 sweep_interval: Duration::from_secs(15),
                 fallback_sweep_interval: Duration::from_secs(1),
                 max_payload_bytes: 256 * 1024,
+                runtime_threads: 1,
                 realtime: false,
                 shutdown_grace: Duration::from_secs(30),
                 database_pool_size: 4,
@@ -316,7 +328,7 @@ mod tests {
             bridge.to_string(),
             "id=osp-bridge batch_size=100 max_in_flight=32 lease_seconds=60 max_attempts=10 \
              retry_initial_ms=1000 retry_max_ms=60000 sweep_interval_ms=15000 \
-             fallback_sweep_interval_ms=1000 max_payload_bytes=262144 realtime=false \
+             fallback_sweep_interval_ms=1000 max_payload_bytes=262144 runtime_threads=1 realtime=false \
              database.pool_size=4 shutdown.grace_seconds=30"
         );
     }
@@ -334,6 +346,7 @@ mod tests {
             ("OSP_BRIDGE_SWEEP_INTERVAL_MS", "500"),
             ("OSP_BRIDGE_FALLBACK_SWEEP_INTERVAL_MS", "100"),
             ("OSP_BRIDGE_MAX_PAYLOAD_BYTES", "2048"),
+            ("OSP_BRIDGE_RUNTIME_THREADS", "2"),
             ("OSP_BRIDGE_REALTIME", "yes"),
             ("SUPABASE_URL", "http://localhost:54321"),
             ("SUPABASE_SERVICE_ROLE_KEY", "role-SENTINEL"),
@@ -355,6 +368,7 @@ mod tests {
             (Duration::from_millis(500), Duration::from_millis(100))
         );
         assert_eq!(bridge.max_payload_bytes, 2048);
+        assert_eq!(bridge.runtime_threads, 2);
         assert!(bridge.realtime);
         assert_eq!(bridge.shutdown_grace, Duration::ZERO);
         assert_eq!(bridge.database_pool_size, 3);
@@ -382,6 +396,7 @@ mod tests {
             ("OSP_BRIDGE_MAX_ATTEMPTS", "-1"),
             ("OSP_BRIDGE_SWEEP_INTERVAL_MS", "1"),
             ("OSP_BRIDGE_MAX_PAYLOAD_BYTES", "1"),
+            ("OSP_BRIDGE_RUNTIME_THREADS", "0"),
             ("OSP_BRIDGE_REALTIME", "true"),
             ("OSP_SHUTDOWN_GRACE_SECONDS", "later"),
         ])
@@ -394,6 +409,7 @@ mod tests {
             "OSP_BRIDGE_MAX_ATTEMPTS: must be a whole number from 1 to 1000 (got `-1`)",
             "OSP_BRIDGE_SWEEP_INTERVAL_MS: must be a whole number from 10 to 3600000 (got `1`)",
             "OSP_BRIDGE_MAX_PAYLOAD_BYTES: must be a whole number from 1024 to 67108864 (got `1`)",
+            "OSP_BRIDGE_RUNTIME_THREADS: must be a whole number from 1 to 256 (got `0`)",
             "OSP_BRIDGE_REALTIME: is true but SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY are not set",
             "OSP_SHUTDOWN_GRACE_SECONDS: must be a whole number from 0 to 3600 (got `later`)",
         ] {

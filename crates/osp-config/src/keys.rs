@@ -189,5 +189,6 @@ pub const KEYS: &[Key] = &[
     super::bridge::OSP_BRIDGE_SWEEP_INTERVAL_MS,
     super::bridge::OSP_BRIDGE_FALLBACK_SWEEP_INTERVAL_MS,
     super::bridge::OSP_BRIDGE_MAX_PAYLOAD_BYTES,
+    super::bridge::OSP_BRIDGE_RUNTIME_THREADS,
     super::bridge::OSP_BRIDGE_REALTIME,
 ];

@@ -963,7 +963,8 @@ fn programs_read_only_what_they_need() {
          bridge.max_in_flight=32 bridge.lease_seconds=60 bridge.max_attempts=10 \
          bridge.retry_initial_ms=1000 bridge.retry_max_ms=60000 bridge.sweep_interval_ms=15000 \
          bridge.fallback_sweep_interval_ms=1000 bridge.max_payload_bytes=262144 \
-         bridge.realtime=false database.pool_size=4 shutdown.grace_seconds=30"
+         bridge.runtime_threads=1 bridge.realtime=false database.pool_size=4 \
+         shutdown.grace_seconds=30"
     );
     let err = load_exact(&[], &[], BridgeConfig::load).unwrap_err();
     let keys: Vec<&str> = err.problems.iter().map(|p| p.key.as_str()).collect();

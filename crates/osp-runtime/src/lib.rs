@@ -1,6 +1,6 @@
 //! Process plumbing the OSP binaries share: connecting to Temporal from typed settings,
-//! readiness state, the `/healthz`, `/readyz` and `/metrics` server, logging, signals and
-//! start-up backoff. Binaries call these; libraries never need them.
+//! readiness state, the `/healthz`, `/readyz` and `/metrics` server, logging, signals,
+//! start-up backoff and the tokio runtime. Binaries call these; libraries never need them.
 
 pub mod backoff;
 pub mod chain;
@@ -11,6 +11,7 @@ pub mod retry;
 pub mod server;
 pub mod shutdown;
 pub mod temporal;
+pub mod threads;
 
 pub use chain::error_chain;
 pub use health::Health;

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::process::ExitCode;
 
 use osp_config::{LogSettings, MigrateConfig, Sources, TelemetrySettings, WorkerConfig};
+use osp_runtime::threads::Threads;
 
 const USAGE: &str = "usage: osp-worker [run | migrate | --version | --help]
 
@@ -35,13 +36,10 @@ fn main() -> ExitCode {
         "run" => match WorkerConfig::load(&sources) {
             Ok(config) => {
                 let (log, telemetry) = (config.log.clone(), config.telemetry.clone());
-                // The OTLP exporter's flush at exit blocks its thread until the exporter's
-                // task answers, which then needs a thread of its own: no current-thread
-                // runtime while spans are exported.
-                let runtime = match (config.worker.runtime_threads, &telemetry.otlp_endpoint) {
-                    (1, None) => Threads::Main,
-                    (threads, _) => Threads::Workers(threads),
-                };
+                let runtime = Threads::configured(
+                    config.worker.runtime_threads,
+                    telemetry.otlp_endpoint.is_some(),
+                );
                 execute(runtime, &log, Some(&telemetry), run(config))
             }
             Err(error) => config_error(&error),
@@ -71,35 +69,13 @@ fn config_error(error: &osp_config::ConfigError) -> ExitCode {
     ExitCode::from(2)
 }
 
-/// Where the tokio runtime runs tasks.
-#[derive(Debug, Clone, Copy)]
-enum Threads {
-    /// Everything on the main thread (the SDK's own workflow thread aside): no hand-offs
-    /// between runtime threads, which dominate the worker's CPU (docs/performance.md).
-    Main,
-    /// This many worker threads.
-    Workers(usize),
-}
-
-fn runtime(threads: Threads) -> std::io::Result<tokio::runtime::Runtime> {
-    let mut builder = match threads {
-        Threads::Main => tokio::runtime::Builder::new_current_thread(),
-        Threads::Workers(threads) => {
-            let mut builder = tokio::runtime::Builder::new_multi_thread();
-            builder.worker_threads(threads);
-            builder
-        }
-    };
-    builder.enable_all().build()
-}
-
 fn execute(
     threads: Threads,
     log: &LogSettings,
     telemetry: Option<&TelemetrySettings>,
     job: impl Future<Output = anyhow::Result<()>>,
 ) -> ExitCode {
-    let runtime = match runtime(threads) {
+    let runtime = match threads.runtime() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("osp-worker: cannot start the async runtime: {error}");

@@ -27,7 +27,7 @@ use uuid::Uuid;
 
 use super::ceiling::{LoopFigures, RAW_START_TYPE, bootstrap_input, raw_start_rate};
 use super::drive::{RunOutcome, closed_loop, open_loop};
-use super::machine::{ProcessTable, machine_cpu_seconds, usage};
+use super::machine::{ProcessTable, machine_cpu_seconds, run_queue_wait_seconds, usage};
 use super::stats::{Summary, summarize};
 use super::temporal::{epoch_seconds, raw_start, start_times};
 use super::worker::start_measured;
@@ -157,6 +157,10 @@ pub struct Probe {
 pub struct CostPerStart {
     /// The Temporal dev server (the CLI and anything it started).
     pub temporal_ms: f64,
+    /// How long the dev server's threads were ready to run but waited for a CPU, per start
+    /// (`None` where the kernel keeps no scheduler statistics): the share of its slowness
+    /// that the processes beside it cause.
+    pub temporal_waiting_ms: Option<f64>,
     /// The PostgreSQL postmaster and every backend.
     pub postgres_ms: f64,
     pub pgbouncer_ms: f64,
@@ -171,6 +175,7 @@ pub struct CostPerStart {
 #[derive(Debug, Clone, Copy)]
 struct CpuSample {
     temporal: f64,
+    temporal_waiting: Option<f64>,
     postgres: f64,
     pgbouncer: f64,
     bridges: f64,
@@ -189,6 +194,7 @@ impl CpuSample {
         let (machine_busy, machine_all) = machine_cpu_seconds()?;
         Ok(CpuSample {
             temporal: tree(stack.temporal.pid(), "Temporal dev server")?,
+            temporal_waiting: stack.temporal.pid().and_then(run_queue_wait_seconds),
             postgres: tree(stack.postgres.pid(), "PostgreSQL server")?,
             pgbouncer: tree(stack.pgbouncer.pid(), "PgBouncer")?,
             bridges: bridges
@@ -207,6 +213,10 @@ impl CpuSample {
         let all = later.machine_all - self.machine_all;
         CostPerStart {
             temporal_ms: per(self.temporal, later.temporal),
+            temporal_waiting_ms: self
+                .temporal_waiting
+                .zip(later.temporal_waiting)
+                .map(|(before, after)| per(before, after)),
             postgres_ms: per(self.postgres, later.postgres),
             pgbouncer_ms: per(self.pgbouncer, later.pgbouncer),
             bridge_ms: per(self.bridges, later.bridges),

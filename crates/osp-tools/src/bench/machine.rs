@@ -1,6 +1,6 @@
 //! What the benchmark reads from `/proc`: a process's CPU time and peak resident memory, a
-//! process tree's CPU time, the machine's busy time, and the machine the figures were taken
-//! on (they mean little without it).
+//! process tree's CPU time, how long a process's threads waited for a CPU, the machine's busy
+//! time, and the machine the figures were taken on (they mean little without it).
 
 use std::collections::HashMap;
 
@@ -115,6 +115,34 @@ fn sum_tree(processes: &HashMap<u32, (u32, u64)>, root: u32) -> Option<u64> {
         stack.extend(children.get(&pid).into_iter().flatten());
     }
     Some(total)
+}
+
+/// How long `pid`'s threads have been runnable but waiting for a CPU, in seconds: the second
+/// field of each `/proc/<pid>/task/<tid>/schedstat` (nanoseconds), summed. It tells a server
+/// slowed by the processes beside it from one slowed by its own work. A thread that ended
+/// took its figure with it, so this counts for long-lived threads (the Go runtime's of the
+/// Temporal dev server). `None` when the kernel keeps no such statistics.
+pub fn run_queue_wait_seconds(pid: u32) -> Option<f64> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let mut nanos = 0_u64;
+    let mut threads = 0_usize;
+    for task in tasks.flatten() {
+        // A thread may end between the listing and the read.
+        if let Some(waited) = std::fs::read_to_string(task.path().join("schedstat"))
+            .ok()
+            .as_deref()
+            .and_then(parse_run_queue_wait)
+        {
+            nanos += waited;
+            threads += 1;
+        }
+    }
+    (threads > 0).then(|| nanos as f64 / 1e9)
+}
+
+/// The run-queue wait of one `schedstat` line: `on-CPU-ns waiting-ns timeslices`.
+fn parse_run_queue_wait(schedstat: &str) -> Option<u64> {
+    schedstat.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// The machine's CPU time so far, in seconds summed over CPUs: `(busy, all)`, where idle and
@@ -232,6 +260,16 @@ mod tests {
         assert_eq!(parse_machine_cpu(stat), Some((1.56, 6.06)));
         let (busy, all) = machine_cpu_seconds().unwrap();
         assert!(busy <= all && all > 0.0);
+    }
+
+    #[test]
+    fn run_queue_wait_is_the_second_schedstat_field() {
+        assert_eq!(
+            parse_run_queue_wait("132103657 129569909 374\n"),
+            Some(129_569_909)
+        );
+        assert_eq!(parse_run_queue_wait("132103657"), None);
+        assert_eq!(run_queue_wait_seconds(u32::MAX), None);
     }
 
     #[test]

@@ -77,6 +77,11 @@ fn ms(value: f64) -> String {
     }
 }
 
+/// A figure known only sometimes, to two places; `–` when unknown.
+fn hundredths(value: Option<f64>) -> String {
+    value.map_or_else(|| "–".to_owned(), |value| format!("{value:.2}"))
+}
+
 fn triple(summary: Option<&Summary>) -> String {
     summary.map_or_else(
         || "–".to_owned(),
@@ -693,7 +698,7 @@ fn cost_table<'a>(
     }
     let _ = writeln!(
         out,
-        "\nCPU per start by process, in ms: each process's CPU time over the drain (bridges ready → the last backlog job settled; PostgreSQL with every backend) divided by the starts, and the same over the raw-start run just before it (\"raw\"). Machine busy: all CPUs, raw run → drain.\n"
+        "\nCPU per start by process, in ms: each process's CPU time over the drain (bridges ready → the last backlog job settled; PostgreSQL with every backend) divided by the starts, and the same over the raw-start run just before it (\"raw\"). Waiting for a CPU: how long the server's threads were ready to run but had none (the second field of `/proc/<pid>/task/*/schedstat`), per start. Machine busy: all CPUs, raw run → drain.\n"
     );
     table_head(
         out,
@@ -701,6 +706,7 @@ fn cost_table<'a>(
             "run",
             "Temporal, raw",
             "Temporal, drain",
+            "Temporal waiting for a CPU, raw → drain",
             "PostgreSQL",
             "PgBouncer",
             "bridge",
@@ -711,9 +717,11 @@ fn cost_table<'a>(
     for (name, raw, drain) in runs {
         let _ = writeln!(
             out,
-            "| {name} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} → {:.2} | {:.0} → {:.0} |",
+            "| {name} | {:.2} | {:.2} | {} → {} | {:.2} | {:.2} | {:.2} | {:.2} → {:.2} | {:.0} → {:.0} |",
             raw.temporal_ms,
             drain.temporal_ms,
+            hundredths(raw.temporal_waiting_ms),
+            hundredths(drain.temporal_waiting_ms),
             drain.postgres_ms,
             drain.pgbouncer_ms,
             drain.bridge_ms,
@@ -766,7 +774,6 @@ fn steps_table<'a>(out: &mut String, rows: impl IntoIterator<Item = StepRow<'a>>
             "settlement ms",
         ],
     );
-    let ms = |value: Option<f64>| value.map_or_else(|| "–".to_owned(), |ms| format!("{ms:.2}"));
     for row in rows {
         let steps = row.steps;
         let per_settlement = if steps.settle.count > 0.0 {
@@ -783,8 +790,8 @@ fn steps_table<'a>(out: &mut String, rows: impl IntoIterator<Item = StepRow<'a>>
             steps.claim.mean_ms,
             steps.start.count,
             steps.start.mean_ms,
-            ms(row.baseline_ack_ms),
-            ms(row.probe_ack_ms),
+            hundredths(row.baseline_ack_ms),
+            hundredths(row.probe_ack_ms),
             steps.settle.count,
             steps.settle.mean_ms,
         );
@@ -840,12 +847,14 @@ mod tests {
     fn the_cost_table_puts_each_process_beside_the_raw_run() {
         let raw = CostPerStart {
             temporal_ms: 6.7,
+            temporal_waiting_ms: Some(2.06),
             bench_ms: 0.35,
             machine_busy_percent: 70.4,
             ..CostPerStart::default()
         };
         let drain = CostPerStart {
             temporal_ms: 10.1,
+            temporal_waiting_ms: None,
             postgres_ms: 3.36,
             pgbouncer_ms: 0.02,
             bridge_ms: 0.83,
@@ -857,7 +866,7 @@ mod tests {
         assert!(
             out.lines()
                 .any(|l| l
-                    == "| listen | 6.70 | 10.10 | 3.36 | 0.02 | 0.83 | 0.35 → 0.05 | 70 → 79 |"),
+                    == "| listen | 6.70 | 10.10 | 2.06 → – | 3.36 | 0.02 | 0.83 | 0.35 → 0.05 | 70 → 79 |"),
             "{out}"
         );
         let mut none = String::new();
