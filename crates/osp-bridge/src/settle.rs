@@ -70,11 +70,9 @@ impl Settler {
     /// Tells the settler whether the claim loop knows of a backlog; when it ends, what the
     /// settler holds is written at once.
     pub fn under_backlog(&self, backlog: bool) {
-        self.backlog.send_if_modified(|known| {
-            let changed = *known != backlog;
-            *known = backlog;
-            changed
-        });
+        // Receivers wake only when the flag changes, not after every claim.
+        self.backlog
+            .send_if_modified(|known| std::mem::replace(known, backlog) != backlog);
     }
 
     /// Writes `settlement` with the others that arrive meanwhile; `None` when it could not be
