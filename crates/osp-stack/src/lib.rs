@@ -20,7 +20,9 @@ pub use grpc_proxy::{TlsGrpcProxy, TlsProxyOptions};
 pub use pgbouncer::PgBouncer;
 pub use postgres::{Postgres, SUPABASE_ROLES_SQL};
 pub use process::free_port;
-pub use program::{GetError, OspProcess, ProcessError, get, metric_value, osp_binary};
+pub use program::{
+    GetError, OspProcess, ProcessError, get, metric_total, metric_value, osp_binary,
+};
 pub use temporal::{TemporalDevServer, TemporalOptions, local_client};
 pub use watchdog::Watchdog;
 

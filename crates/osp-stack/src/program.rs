@@ -300,6 +300,21 @@ pub fn metric_value(text: &str, series: &str) -> Option<f64> {
     })
 }
 
+/// The sum of every series of the metric `name` in Prometheus' text format, whatever their
+/// labels (`osp_bridge_jobs_failed_total` adds up each `reason`); 0 when none is listed, as a
+/// counter vector lists no series before its first increment.
+pub fn metric_total(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let labels = series.strip_prefix(name)?;
+            (labels.is_empty() || labels.starts_with('{'))
+                .then(|| value.parse::<f64>().ok())
+                .flatten()
+        })
+        .sum()
+}
+
 /// How long a `GET` on a health port may take.
 const GET_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -344,7 +359,7 @@ pub async fn get(port: u16, path: &str) -> Result<(u16, String), GetError> {
 
 #[cfg(test)]
 mod tests {
-    use super::metric_value;
+    use super::{metric_total, metric_value};
 
     #[test]
     fn a_series_is_read_by_its_whole_name_with_labels() {
@@ -369,5 +384,21 @@ mod tests {
         // A prefix of a listed name, or the name without its labels, is another series.
         assert_eq!(metric_value(text, "osp_bridge_claim_seconds"), None);
         assert_eq!(metric_value(text, "osp_bridge_wakeups_total"), None);
+    }
+
+    #[test]
+    fn a_metric_total_adds_up_its_labelled_series_and_nothing_else() {
+        let text = "# TYPE osp_bridge_jobs_failed_total counter\n\
+                    osp_bridge_jobs_failed_total{reason=\"invalid\"} 2\n\
+                    osp_bridge_jobs_failed_total{reason=\"attempts\"} 3\n\
+                    osp_bridge_jobs_failed_total_other 100\n\
+                    osp_bridge_jobs_claimed_total 7\n";
+        assert_eq!(metric_total(text, "osp_bridge_jobs_failed_total"), 5.0);
+        assert_eq!(metric_total(text, "osp_bridge_jobs_claimed_total"), 7.0);
+        // A counter vector before its first increment lists no series.
+        assert_eq!(
+            metric_total(text, "osp_bridge_workflows_started_total"),
+            0.0
+        );
     }
 }

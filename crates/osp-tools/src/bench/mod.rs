@@ -103,6 +103,10 @@ pub struct Options {
     /// that load [default: none, so that the phase carries the bridge's load alone]
     #[arg(long, value_name = "P", allow_negative_numbers = true, value_parser = positive_float)]
     pub probe_rate: Option<f64>,
+    /// Bridge scenario: restart the Temporal dev server, empty, before each run, so that no
+    /// run inherits the executions of the runs before it
+    #[arg(long)]
+    pub fresh_server: bool,
     /// OSP_BRIDGE_FALLBACK_SWEEP_INTERVAL_MS of the sweeps-only run [default: the bridge's]
     #[arg(long, value_name = "MS", value_parser = positive_u64)]
     pub sweep_ms: Option<u64>,
@@ -247,7 +251,7 @@ pub async fn run_with(options: &Options) -> Result<(), BenchError> {
         machine_before.cpus,
         machine_before.load_average
     );
-    let stack = Stack::start_with(osp_stack::TemporalOptions {
+    let mut stack = Stack::start_with(osp_stack::TemporalOptions {
         dynamic_config: options.server_config.clone(),
         ..osp_stack::TemporalOptions::default()
     })
@@ -294,7 +298,7 @@ pub async fn run_with(options: &Options) -> Result<(), BenchError> {
         lap("Node peer");
     }
     if let Some(bridge_bin) = &bridge_bin {
-        let bridge = bridge::run(&stack, &client, bridge_bin, options).await?;
+        let bridge = bridge::run(&mut stack, &client, bridge_bin, options).await?;
         for line in bridge.json_lines() {
             emit_line(&line);
         }
