@@ -103,10 +103,11 @@ pub struct Options {
     /// that load [default: none, so that the phase carries the bridge's load alone]
     #[arg(long, value_name = "P", allow_negative_numbers = true, value_parser = positive_float)]
     pub probe_rate: Option<f64>,
-    /// Bridge scenario: restart the Temporal dev server, empty, before each run, so that no
-    /// run inherits the executions of the runs before it
+    /// Bridge scenario: run every variant on the one dev server of the whole benchmark,
+    /// holding the open executions of the runs before it, instead of restarting it empty
+    /// before each variant
     #[arg(long)]
-    pub fresh_server: bool,
+    pub shared_server: bool,
     /// OSP_BRIDGE_FALLBACK_SWEEP_INTERVAL_MS of the sweeps-only run [default: the bridge's]
     #[arg(long, value_name = "MS", value_parser = positive_u64)]
     pub sweep_ms: Option<u64>,

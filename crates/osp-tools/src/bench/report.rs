@@ -288,14 +288,14 @@ pub fn markdown(results: &Results, options: &Options, info: &RunInfo) -> String 
         );
         let _ = writeln!(
             out,
-            "Each run, in order: \"raw\", the closed-loop raw start rate with as many in flight as the bridge (the dev server slows as executions accumulate, so each run has its own); the drain, the backlog's starts per second; its baseline, the same start request sent straight to Temporal at the paced rate (send → server start time, send → acknowledgement); then the paced events through the bridge at that rate. Commit is the emitting transaction's commit time (`pg_xact_commit_timestamp`); \"start\" is the execution's start time in Temporal; `workflow_started` is the event the bridge writes once Temporal acknowledged the start. Bridge max in flight: {}; sweeps-only fallback interval: {}; {}.\n",
+            "Each run, in order: \"raw\", the closed-loop raw start rate with as many in flight as the bridge (each run has its own, on the server as the run finds it); the drain, the backlog's starts per second; its baseline, the same start request sent straight to Temporal at the paced rate (send → server start time, send → acknowledgement); then the paced events through the bridge at that rate. Commit is the emitting transaction's commit time (`pg_xact_commit_timestamp`); \"start\" is the execution's start time in Temporal; `workflow_started` is the event the bridge writes once Temporal acknowledged the start. Bridge max in flight: {}; sweeps-only fallback interval: {}; {}.\n",
             b.bridge_in_flight,
             b.sweep_ms
                 .map_or_else(|| "default (1000 ms)".to_owned(), |n| format!("{n} ms")),
             if b.fresh_server {
-                "the dev server restarted, empty, before each run (`--fresh-server`)"
+                "the dev server restarted, empty, before each run"
             } else {
-                "one dev server for every run, holding the executions of the runs before"
+                "one dev server for every run, holding the executions of the runs before (`--shared-server`)"
             },
         );
         table_head(
