@@ -415,9 +415,9 @@ async fn bridge_outcomes(bridges: &[(OspProcess, u32)]) -> Result<usize, BenchEr
 /// How often the settlement of a batch of jobs is checked.
 const SETTLED_POLL: Duration = Duration::from_millis(100);
 
-/// How often the projection is read for a drain while the bridges' counters say jobs are
-/// still open (see [`Observer::wait_drained`]).
-const DRAIN_PROJECTION_POLL: Duration = Duration::from_secs(1);
+/// How often the projection is read while the bridges' counters say jobs are still open
+/// (see [`Observer::wait_settled`]).
+const COUNTED_PROJECTION_POLL: Duration = Duration::from_secs(1);
 
 /// Reads the queue and the event store.
 struct Observer {
@@ -454,39 +454,33 @@ impl Observer {
         Ok((count(0), count(1)))
     }
 
-    /// Waits until every job of `streams` is completed or failed, or the deadline passes.
-    async fn wait_settled(&self, streams: &[Uuid]) -> Result<(usize, usize), BenchError> {
-        let give_up = Instant::now() + SETTLE_DEADLINE;
-        loop {
-            let (completed, failed) = self.settled(streams).await?;
-            if completed + failed >= streams.len() || Instant::now() >= give_up {
-                return Ok((completed, failed));
-            }
-            tokio::time::sleep(SETTLED_POLL).await;
-        }
-    }
-
-    /// [`Self::wait_settled`] for a backlog queued before `bridges` started, so that their
-    /// counters count its jobs only. The projection is read once the counters account for
-    /// every job, and otherwise once a second in case they miss one; in between only the
-    /// bridges' `/metrics` are read. Reading the projection for a thousand streams every
+    /// Waits until every job of `streams` is completed or failed, or the deadline passes,
+    /// reading the projection every 100 ms. With `bridges` (jobs queued before they
+    /// started, so that their counters count these only) it reads the bridges' `/metrics`
+    /// instead, and the projection once the counters account for every job, or once a
+    /// second in case they miss one: reading the projection for a thousand streams every
     /// 100 ms cost PostgreSQL 2–4 ms a time, up to a third of its CPU in a drain, taken
     /// from the cores the server needs.
-    async fn wait_drained(
+    async fn wait_settled(
         &self,
         streams: &[Uuid],
         bridges: &[(OspProcess, u32)],
     ) -> Result<(usize, usize), BenchError> {
         let give_up = Instant::now() + SETTLE_DEADLINE;
-        let mut read_at = Instant::now() + DRAIN_PROJECTION_POLL;
+        let interval = if bridges.is_empty() {
+            SETTLED_POLL
+        } else {
+            COUNTED_PROJECTION_POLL
+        };
+        let mut read_at = Instant::now();
         loop {
             let now = Instant::now();
             if now >= read_at || bridge_outcomes(bridges).await? >= streams.len() {
                 let (completed, failed) = self.settled(streams).await?;
-                if completed + failed >= streams.len() || Instant::now() >= give_up {
+                if completed + failed >= streams.len() || now >= give_up {
                     return Ok((completed, failed));
                 }
-                read_at = now + DRAIN_PROJECTION_POLL;
+                read_at = now + interval;
             }
             tokio::time::sleep(SETTLED_POLL).await;
         }
@@ -766,7 +760,7 @@ async fn run_variant(
     let pids: Vec<u32> = bridges.iter().map(|(_, pid)| *pid).collect();
     let before_drain = CpuSample::take(stack, &pids)?;
     let steps_at_ready = StepSample::take(&bridges).await?;
-    let (drained, drain_failed) = observer.wait_drained(&backlog, &bridges).await?;
+    let (drained, drain_failed) = observer.wait_settled(&backlog, &bridges).await?;
     let drain_cost = before_drain.per_start(&CpuSample::take(stack, &pids)?, drained);
     let drain_steps = StepSample::take(&bridges).await?.since(&steps_at_ready);
     let backlog_times = observer.times(&backlog).await?;
@@ -926,7 +920,7 @@ async fn paced(
         .filter(|op| op.result.is_ok())
         .filter_map(|op| streams.get(op.index).copied())
         .collect();
-    let (started, failed) = observer.wait_settled(&emitted).await?;
+    let (started, failed) = observer.wait_settled(&emitted, &[]).await?;
     let times = observer.times(&emitted).await?;
     let ids: HashSet<String> = times
         .values()
