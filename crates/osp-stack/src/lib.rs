@@ -5,6 +5,7 @@
 //! bare machine).
 
 mod binaries;
+mod cpus;
 mod error;
 mod grpc_proxy;
 mod pgbouncer;
@@ -14,6 +15,7 @@ mod program;
 mod temporal;
 mod watchdog;
 
+pub use cpus::{allowed_cpus, list as cpu_list, pin_this_thread};
 pub use error::{LocalClientError, ProbeError, StackError};
 pub use error::{error_chain, postgres_detail};
 pub use grpc_proxy::{TlsGrpcProxy, TlsProxyOptions};

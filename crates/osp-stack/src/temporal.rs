@@ -11,7 +11,7 @@ use temporalio_client::{
 use temporalio_common::protos::temporal::api::workflowservice::v1::DescribeNamespaceRequest;
 
 use super::process::{self, Launch, PortPlan, ServerProcess, StopSignal, TempDir};
-use super::{LocalClientError, ProbeError, StackError, binaries};
+use super::{LocalClientError, ProbeError, StackError, binaries, cpus};
 
 /// How long a started dev server gets to answer for every namespace it was asked to create.
 const READY_DEADLINE: Duration = Duration::from_secs(60);
@@ -27,6 +27,9 @@ pub struct TemporalOptions {
     pub dynamic_config: Vec<(String, String)>,
     /// Namespaces to create besides `default` (`--namespace`).
     pub namespaces: Vec<String>,
+    /// The CPUs the server runs on, kept across [`TemporalDevServer::start_again`]; empty:
+    /// those of the process that starts it.
+    pub cpus: Vec<usize>,
 }
 
 /// The three ports the dev server binds that we choose (it picks its internal membership
@@ -139,12 +142,10 @@ impl TemporalDevServer {
                 http,
                 metrics,
             };
-            let server = ServerProcess::spawn(
-                "temporal dev server",
-                self.command(),
-                &log,
-                StopSignal::Terminate,
-            )?;
+            let command = self.command();
+            let server = cpus::spawn_on(&self.options.cpus, || {
+                ServerProcess::spawn("temporal dev server", command, &log, StopSignal::Terminate)
+            })?;
             let address = self.address();
             let mut namespaces = vec![DEFAULT_NAMESPACE.to_owned()];
             namespaces.extend(self.options.namespaces.iter().cloned());
@@ -279,6 +280,7 @@ mod tests {
         let options = TemporalOptions {
             dynamic_config: vec![("limit.maxIDLength".to_owned(), "255".to_owned())],
             namespaces: vec!["osp-extra".to_owned()],
+            cpus: Vec::new(),
         };
         let server = TemporalDevServer::start_on(options, PortPlan::FirstThenFresh(taken))
             .await

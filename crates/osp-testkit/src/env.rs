@@ -74,7 +74,7 @@ async fn start_shared() -> Result<Shared, TestError> {
     let watchdog = Watchdog::start()?;
     let options = TemporalOptions {
         dynamic_config: vec![(TIME_SKIPPING.0.to_owned(), TIME_SKIPPING.1.to_owned())],
-        namespaces: Vec::new(),
+        ..TemporalOptions::default()
     };
     let (postgres, temporal) =
         tokio::try_join!(Postgres::start(), TemporalDevServer::start_with(options))?;

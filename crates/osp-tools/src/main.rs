@@ -53,6 +53,11 @@ fn main() -> ExitCode {
             .chain(std::env::args().skip(1))
             .collect::<Vec<_>>()
             .join(" ");
+        // Before the runtime, whose threads inherit the affinity.
+        if let Err(error) = bench::pin_cpus(options) {
+            eprintln!("osp-tools bench: {error}");
+            return ExitCode::FAILURE;
+        }
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -8,6 +8,7 @@
 
 mod bridge;
 mod ceiling;
+mod cpus;
 mod drive;
 mod history;
 mod machine;
@@ -108,6 +109,12 @@ pub struct Options {
     /// before each variant
     #[arg(long)]
     pub shared_server: bool,
+    /// Give the Temporal dev server the first half of the CPUs (rounded down) and run
+    /// everything else on the other half, instead of every process on every CPU
+    /// (docs/performance.md: it isolates the server's figures, and halves the worker's
+    /// throughput on two cores)
+    #[arg(long)]
+    pub split_cpus: bool,
     /// OSP_BRIDGE_FALLBACK_SWEEP_INTERVAL_MS of the sweeps-only run [default: the bridge's]
     #[arg(long, value_name = "MS", value_parser = positive_u64)]
     pub sweep_ms: Option<u64>,
@@ -146,6 +153,10 @@ pub struct Options {
     /// The command as typed, for the report (set by the caller, not parsed).
     #[arg(skip)]
     pub command: String,
+    /// The CPUs the server and the rest run on (set by [`pin_cpus`], not parsed); `None`:
+    /// all on every CPU.
+    #[arg(skip)]
+    pub cpus: Option<cpus::CpuSplit>,
 }
 
 impl Options {
@@ -204,6 +215,16 @@ fn emit_line(line: &serde_json::Value) {
     let _ = writeln!(out, "{line}");
 }
 
+/// With `--split-cpus`, gives the Temporal dev server the first half of the CPUs and
+/// restricts the calling thread, and so everything the bench starts after it, to the rest
+/// (see `cpus.rs`). Call before the async runtime is built.
+pub fn pin_cpus(options: &mut Options) -> Result<(), BenchError> {
+    if options.split_cpus {
+        options.cpus = cpus::pin_bench()?;
+    }
+    Ok(())
+}
+
 /// Runs the benchmark `options` describe.
 pub async fn run(options: &Options) -> ExitCode {
     match run_with(options).await {
@@ -229,7 +250,11 @@ pub struct Results {
 /// Runs the scenarios `options` asks for on one fresh stack.
 pub async fn run_with(options: &Options) -> Result<(), BenchError> {
     let started = Instant::now();
-    let machine_before = machine::machine();
+    let mut machine_before = machine::machine();
+    // The bench's own threads see only their half of a split machine.
+    if let Some(split) = &options.cpus {
+        machine_before.cpus = split.total();
+    }
     // The binaries are checked first: a missing build should not cost a stack start.
     let worker_bin = options
         .runs(Scenario::Worker)
@@ -248,12 +273,18 @@ pub async fn run_with(options: &Options) -> Result<(), BenchError> {
         history::plan(options.history_events, options.history_jobs).map_err(BenchError::Failed)?;
     }
     progress!(
-        "{} CPUs, load average {}; starting PostgreSQL, PgBouncer and the Temporal dev server",
+        "{} CPUs, load average {}; {}; starting PostgreSQL, PgBouncer and the Temporal dev server",
         machine_before.cpus,
-        machine_before.load_average
+        machine_before.load_average,
+        report::cpu_placement(options)
     );
     let mut stack = Stack::start_with(osp_stack::TemporalOptions {
         dynamic_config: options.server_config.clone(),
+        cpus: options
+            .cpus
+            .as_ref()
+            .map(|split| split.server.clone())
+            .unwrap_or_default(),
         ..osp_stack::TemporalOptions::default()
     })
     .await?;
@@ -265,6 +296,13 @@ pub async fn run_with(options: &Options) -> Result<(), BenchError> {
     drop(migrator);
     let client = temporal::connect(&stack.temporal.address()).await?;
     progress!("stack ready in {} ms", started.elapsed().as_millis());
+    // Every figure below depends on where the processes ran, so the JSON says it first.
+    emit_line(&serde_json::json!({
+        "scenario": "bench.cpus",
+        "server": options.cpus.as_ref().map(|split| split.server.clone()),
+        "rest": options.cpus.as_ref().map(|split| split.rest.clone()),
+        "shared": options.cpus.is_none(),
+    }));
 
     let mut results = Results::default();
     // Wall time per part of the run, for the report: what to trim if `make bench` outgrows

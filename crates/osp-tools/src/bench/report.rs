@@ -189,6 +189,15 @@ fn verdict(met: Option<bool>) -> &'static str {
     }
 }
 
+/// Where the processes ran, for the report's header and the progress lines.
+pub fn cpu_placement(options: &Options) -> String {
+    match &options.cpus {
+        Some(split) => format!("{split} (`--split-cpus`)"),
+        None if options.split_cpus => "every process on the one CPU (nothing to split)".to_owned(),
+        None => "every process on every CPU".to_owned(),
+    }
+}
+
 /// The whole report.
 pub fn markdown(results: &Results, options: &Options, info: &RunInfo) -> String {
     let mut out = String::new();
@@ -200,6 +209,7 @@ pub fn markdown(results: &Results, options: &Options, info: &RunInfo) -> String 
         "- Machine: {} CPUs ({}), {:.1} GiB memory, Linux {}",
         m.cpus, m.cpu_model, m.memory_gib, m.kernel
     );
+    let _ = writeln!(out, "- CPUs: {}", cpu_placement(options));
     let _ = writeln!(
         out,
         "- Load average (1, 5, 15 min): {} before, {} after",
