@@ -20,9 +20,9 @@ pub fn allowed_cpus() -> Result<Vec<usize>, StackError> {
 /// inherit that. A binary calls it before it builds its async runtime, so that every worker
 /// thread and child process follows.
 pub fn pin_this_thread(cpus: &[usize]) -> Result<(), StackError> {
-    let set = cpu_set(cpus)?;
-    sched_setaffinity(None, &set)
-        .map_err(|error| StackError::io(format!("pinning to CPUs {}", list(cpus)), error.into()))
+    cpu_set(cpus)
+        .and_then(|set| sched_setaffinity(None, &set).map_err(std::io::Error::from))
+        .map_err(|error| StackError::io(format!("pinning to CPUs {}", list(cpus)), error))
 }
 
 /// Runs `spawn` on a thread of its own restricted to `cpus` (on the calling thread when
@@ -69,18 +69,15 @@ pub fn list(cpus: &[usize]) -> String {
     parts.join(", ")
 }
 
-fn cpu_set(cpus: &[usize]) -> Result<CpuSet, StackError> {
+fn cpu_set(cpus: &[usize]) -> Result<CpuSet, std::io::Error> {
     let mut set = CpuSet::new();
     for &cpu in cpus {
         if cpu >= CpuSet::MAX_CPU {
-            return Err(StackError::io(
-                format!("pinning to CPUs {}", list(cpus)),
-                std::io::Error::new(
-                    std::io::ErrorKind::InvalidInput,
-                    format!(
-                        "CPU {cpu} is beyond the {} a CPU set holds",
-                        CpuSet::MAX_CPU
-                    ),
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!(
+                    "CPU {cpu} is beyond the {} a CPU set holds",
+                    CpuSet::MAX_CPU
                 ),
             ));
         }

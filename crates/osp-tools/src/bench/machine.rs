@@ -169,6 +169,20 @@ fn parse_machine_cpu(stat: &str) -> Option<(f64, f64)> {
     Some(((all - idle) as f64 / CLK_TCK, all as f64 / CLK_TCK))
 }
 
+/// The machine's online CPUs: one `cpuN` line each in `/proc/stat`, whatever this process's
+/// affinity (`available_parallelism` counts only the CPUs this process may use, one under
+/// `--split-cpus`).
+fn parse_cpu_count(stat: &str) -> Option<usize> {
+    let count = stat
+        .lines()
+        .filter(|line| {
+            line.strip_prefix("cpu")
+                .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
+        })
+        .count();
+    (count > 0).then_some(count)
+}
+
 fn status_kib(status: &str, key: &str) -> Option<u64> {
     status
         .lines()
@@ -202,7 +216,9 @@ pub fn machine() -> Machine {
         .map_or(0.0, |kib| kib as f64 / (1024.0 * 1024.0));
     let kernel = read("/proc/sys/kernel/osrelease").trim().to_owned();
     Machine {
-        cpus: std::thread::available_parallelism().map_or(0, std::num::NonZero::get),
+        cpus: parse_cpu_count(&read("/proc/stat")).unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(0, std::num::NonZero::get)
+        }),
         cpu_model,
         memory_gib,
         kernel: if kernel.is_empty() {
@@ -260,6 +276,14 @@ mod tests {
         assert_eq!(parse_machine_cpu(stat), Some((1.56, 6.06)));
         let (busy, all) = machine_cpu_seconds().unwrap();
         assert!(busy <= all && all > 0.0);
+    }
+
+    #[test]
+    fn the_machine_counts_every_online_cpu_not_only_this_process_s() {
+        let stat =
+            "cpu  100 20 30 400 50 1 2 3 0 0\ncpu0 1 2\ncpu1 3 4\ncpu3 5 6\nintr 9\nctxt 1\n";
+        assert_eq!(parse_cpu_count(stat), Some(3));
+        assert_eq!(parse_cpu_count("intr 9\n"), None);
     }
 
     #[test]
